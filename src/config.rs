@@ -1,0 +1,158 @@
+//! Connection configuration: every limit, with secure defaults.
+
+use std::time::Duration;
+
+#[cfg(feature = "deflate")]
+use crate::extensions::deflate::DeflateConfig;
+
+/// Settings of a WebSocket connection.
+///
+/// Every limit the connection enforces lives here; nothing is hard-coded.
+/// The defaults are safe for a server on the open internet and generous
+/// enough for ordinary applications.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_ws::Config;
+///
+/// let config = Config::default()
+///     .max_message_size(1 << 20)
+///     .close_timeout(Duration::from_secs(2));
+/// assert_eq!(config.get_max_message_size(), 1 << 20);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_fragments: usize,
+    pub(crate) out_frame_size: usize,
+    pub(crate) write_buffer_high_water: usize,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) close_timeout: Duration,
+    pub(crate) max_pending_events: usize,
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<DeflateConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            max_fragments: 1 << 17,
+            out_frame_size: 16 << 20,
+            write_buffer_high_water: 128 << 10,
+            read_buffer_size: 8 << 10,
+            close_timeout: Duration::from_secs(1),
+            max_pending_events: 64,
+            #[cfg(feature = "deflate")]
+            deflate: Some(DeflateConfig::default()),
+        }
+    }
+}
+
+impl Config {
+    /// The largest message accepted, counted on the whole reassembled and
+    /// decompressed message. A larger message fails the connection with
+    /// close code 1009, before it is buffered whole.
+    ///
+    /// Default is 64 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The largest single frame accepted. A frame header declaring more fails
+    /// the connection with close code 1009 without allocating anything.
+    ///
+    /// Default is 16 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// The most frames one message may be split into. Protects against a
+    /// peer that sends endless tiny (or empty) continuation frames.
+    ///
+    /// Default is 131,072 (a 4 MiB message in 64-byte fragments fits).
+    pub fn max_fragments(mut self, count: usize) -> Self {
+        self.max_fragments = count.max(1);
+        self
+    }
+
+    /// Outgoing messages larger than this are split into frames of at most
+    /// this many payload bytes.
+    ///
+    /// Default is 16 MiB.
+    pub fn out_frame_size(mut self, bytes: usize) -> Self {
+        self.out_frame_size = bytes.max(1);
+        self
+    }
+
+    /// When this many bytes wait to be written, `Sink::poll_ready` waits for
+    /// the peer to read before accepting another message (backpressure).
+    ///
+    /// Default is 128 KiB.
+    pub fn write_buffer_high_water(mut self, bytes: usize) -> Self {
+        self.write_buffer_high_water = bytes;
+        self
+    }
+
+    /// How many bytes are asked of the transport per read.
+    ///
+    /// Default is 8 KiB.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes.max(64);
+        self
+    }
+
+    /// How long closing waits for the peer's close frame, and then for the
+    /// peer to close the TCP connection, before dropping it.
+    ///
+    /// Default is 1 second, like python-WS's `close`.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// How many received messages may wait for the application while the
+    /// connection reads on its own (to answer pings while only the write half
+    /// is in use). Past this, reading pauses until the application reads.
+    ///
+    /// Default is 64.
+    pub fn max_pending_events(mut self, count: usize) -> Self {
+        self.max_pending_events = count.max(1);
+        self
+    }
+
+    /// permessage-deflate settings, or `None` to never negotiate compression.
+    ///
+    /// Default is `Some(DeflateConfig::default())`: compression is offered to
+    /// clients that ask for it.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// The configured maximum message size.
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// The configured maximum frame size.
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// The configured close timeout.
+    pub fn get_close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
+    /// The permessage-deflate settings, if compression is enabled.
+    #[cfg(feature = "deflate")]
+    pub fn get_deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
+    }
+}

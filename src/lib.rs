@@ -1,0 +1,87 @@
+//! # tower-ws
+//!
+//! A conformant, fast RFC 6455 WebSocket server for the hyper and tower
+//! ecosystem, with complete permessage-deflate (RFC 7692).
+//!
+//! - [`WebSocketService`] answers WebSocket handshakes and passes every other
+//!   request to an inner service, so one server on one port serves your
+//!   pages and your WebSockets; [`WebSocketLayer`] wraps any service with it.
+//! - Each upgraded connection becomes a [`WebSocket`]: a `Stream` of
+//!   [`Message`]s and a `Sink` of them, driven by an in-crate sans-I/O
+//!   engine ([`proto::Connection`]).
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use futures_util::{SinkExt, StreamExt};
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto;
+//! use hyper_util::service::TowerToHyperService;
+//! use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+//!         while let Some(Ok(msg)) = ws.next().await {
+//!             if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     });
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     loop {
+//!         let (tcp, _) = listener.accept().await?;
+//!         let service = TowerToHyperService::new(echo.clone());
+//!         tokio::spawn(
+//!             auto::Builder::new(TokioExecutor::new())
+//!                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+//!                 .into_owned(),
+//!         );
+//!     }
+//! }
+//! ```
+//!
+//! ## Limits and security defaults
+//!
+//! Every limit lives in [`Config`], with defaults safe for the open
+//! internet: messages up to 64 MiB (counted after decompression), frames up
+//! to 16 MiB, at most 131,072 fragments per message, 128 KiB of unsent
+//! output before `Sink::poll_ready` waits, a 1 second close timeout. A peer
+//! that breaks a rule gets the close code RFC 6455 names (1002, 1007, 1009)
+//! and the application gets an [`Error`] that says which rule.
+//!
+//! Browsers let any web page open a WebSocket to any server; check the
+//! `Origin` with [`WebSocketService::allowed_origins`] to stop cross-site
+//! WebSocket hijacking.
+//!
+//! ## Cancel safety
+//!
+//! Reading is cancel-safe: a `next()` dropped in `tokio::select!` loses no
+//! data, because all partial state lives in the engine, not in a future.
+//!
+//! ## Runtime
+//!
+//! The close timeout uses tokio's timer: run on a runtime with time enabled
+//! (`#[tokio::main]` and hyper-util servers do).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+pub mod extensions;
+pub mod handshake;
+mod message;
+pub mod proto;
+mod service;
+mod stream;
+
+pub use config::Config;
+pub use error::Error;
+#[cfg(feature = "deflate")]
+pub use extensions::deflate::DeflateConfig;
+pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+pub use service::{
+    RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
+    WebSocketLayer, WebSocketService,
+};
+pub use stream::{WebSocket, WebSocketReader, WebSocketWriter};

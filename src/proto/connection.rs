@@ -1,0 +1,583 @@
+//! The connection state machine: bytes in, messages out (RFC 6455 §5–§7).
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::write_buf::WriteBuf;
+use crate::config::Config;
+use crate::error::{CapacityError, Error, PayloadError, ProtocolError};
+use crate::extensions::Extension;
+use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+
+/// Which end of the connection this engine plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// The server: incoming frames must be masked, outgoing frames are not
+    /// (RFC 6455 §5.1).
+    Server,
+}
+
+/// Where the closing handshake stands (RFC 6455 §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// No more frames flow: the handshake completed, or the connection failed.
+    Closed,
+}
+
+/// The frame whose payload is arriving.
+#[derive(Debug)]
+struct PartialFrame {
+    header: FrameHeader,
+    /// Payload bytes already unmasked (and, for text, UTF-8 checked).
+    processed: usize,
+}
+
+/// The data message being reassembled.
+#[derive(Debug)]
+struct PartialMessage {
+    text: bool,
+    compressed: bool,
+    /// Reassembled (and inflated) payload of the frames received so far.
+    buf: BytesMut,
+    /// The payload of the first frame, kept without copying until a second
+    /// frame arrives.
+    first: Option<Bytes>,
+    fragments: usize,
+    utf8: Utf8Validator,
+}
+
+impl PartialMessage {
+    fn len(&self) -> usize {
+        self.buf.len() + self.first.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// The sans-I/O WebSocket protocol engine.
+///
+/// It does no I/O and reads no clock: the caller appends received bytes to
+/// [`read_buf`](Connection::read_buf) (or passes them to
+/// [`receive_data`](Connection::receive_data)), asks for messages with
+/// [`poll_event`](Connection::poll_event), and writes out whatever the engine
+/// put into the caller's [`WriteBuf`]. All state lives in this struct, so an
+/// async driver around it is cancel-safe by construction.
+///
+/// Input is processed lazily and in order: a message that arrived before a
+/// protocol violation is delivered first, and what the application sends in
+/// reply goes out before the close frame that fails the connection.
+///
+/// ```
+/// use bytes::Buf;
+/// use tower_ws::Message;
+/// use tower_ws::proto::{Connection, Role, WriteBuf};
+///
+/// let mut conn = Connection::new(Role::Server, &tower_ws::Config::default(), None);
+/// let mut out = WriteBuf::new();
+/// // RFC 6455 §5.7: a masked text frame carrying "Hello".
+/// conn.receive_data(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+/// let msg = conn.poll_event(&mut out).unwrap().unwrap();
+/// assert_eq!(msg, Message::text("Hello"));
+/// conn.send(msg, &mut out).unwrap();
+/// assert_eq!(out.chunk(), b"\x81\x05Hello");
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    state: State,
+    /// A close frame was received from the peer.
+    close_received: bool,
+    read: BytesMut,
+    frame: Option<PartialFrame>,
+    message: Option<PartialMessage>,
+    /// Messages parsed ahead of the application (see `process_input`).
+    pending: VecDeque<Result<Message, Error>>,
+    extension: Option<Box<dyn Extension>>,
+    max_message_size: usize,
+    max_frame_size: usize,
+    max_fragments: usize,
+    out_frame_size: usize,
+    max_pending_events: usize,
+}
+
+impl Connection {
+    /// A connection in the open state, with an optional negotiated extension.
+    pub fn new(role: Role, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
+        Connection {
+            role,
+            state: State::Open,
+            close_received: false,
+            read: BytesMut::new(),
+            frame: None,
+            message: None,
+            pending: VecDeque::new(),
+            extension,
+            max_message_size: config.max_message_size,
+            max_frame_size: config.max_frame_size,
+            max_fragments: config.max_fragments,
+            out_frame_size: config.out_frame_size,
+            max_pending_events: config.max_pending_events,
+        }
+    }
+
+    /// The buffer received bytes go into. The I/O layer reads straight into
+    /// it (after `reserve`), avoiding a copy.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.read
+    }
+
+    /// Appends received bytes (a copying convenience over `read_buf`).
+    pub fn receive_data(&mut self, data: &[u8]) {
+        if self.state != State::Closed {
+            self.read.extend_from_slice(data);
+        }
+    }
+
+    /// Whether the engine wants more bytes from the transport: it is not
+    /// closed and has no parsed messages waiting for the application.
+    pub fn wants_read(&self) -> bool {
+        self.state != State::Closed && self.pending.len() < self.max_pending_events
+    }
+
+    /// Whether no more frames will flow in either direction: the closing
+    /// handshake completed or the connection failed. Once the caller has
+    /// written out the `WriteBuf`, it should close the transport (the server
+    /// closes TCP first, RFC 6455 §7.1.1).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether a close frame may no longer be sent by the application.
+    pub fn close_sent(&self) -> bool {
+        self.state != State::Open
+    }
+
+    /// Whether the peer's close frame was received.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// The transport ended (EOF or error) before the closing handshake.
+    /// Returns the event to report to the application, if any.
+    pub fn receive_eof(&mut self) -> Option<Error> {
+        if self.state == State::Closed {
+            return None;
+        }
+        self.state = State::Closed;
+        self.read = BytesMut::new();
+        self.message = None;
+        self.frame = None;
+        Some(Error::io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the peer closed the TCP connection without a closing handshake (close code 1006)",
+        )))
+    }
+
+    /// The next message for the application, parsing more input if needed.
+    ///
+    /// Returns `None` when more bytes are needed (or the connection is
+    /// closed). Pongs for pings and the reply to a close frame are written to
+    /// `out` as a side effect. An `Err` fails the connection: its close frame
+    /// is in `out` and no more events follow.
+    pub fn poll_event(&mut self, out: &mut WriteBuf) -> Option<Result<Message, Error>> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        if self.state == State::Closed {
+            return None;
+        }
+        match self.next_message(out) {
+            Ok(Some(msg)) => Some(Ok(msg)),
+            Ok(None) => None,
+            Err(e) => {
+                self.fail(&e, out);
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Parses all complete input ahead of the application, answering pings
+    /// and close frames at once; the messages wait for `poll_event`.
+    ///
+    /// The I/O layer calls this when the application is only writing, so
+    /// that pongs and close replies still reach the peer. At most
+    /// `max_pending_events` messages wait; then parsing pauses.
+    pub fn process_input(&mut self, out: &mut WriteBuf) {
+        while self.state != State::Closed && self.pending.len() < self.max_pending_events {
+            match self.next_message(out) {
+                Ok(Some(msg)) => self.pending.push_back(Ok(msg)),
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(&e, out);
+                    self.pending.push_back(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Encodes `msg` into `out`.
+    ///
+    /// Text and binary messages above `out_frame_size` are fragmented and,
+    /// with permessage-deflate, compressed. Sending `Close` starts the
+    /// closing handshake; after it only the peer's frames are read.
+    pub fn send(&mut self, msg: Message, out: &mut WriteBuf) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::closed());
+        }
+        match msg {
+            Message::Text(text) => self.send_data(OpCode::Text, text.into_bytes(), out),
+            Message::Binary(data) => self.send_data(OpCode::Binary, data, out),
+            Message::Ping(data) => {
+                check_control_len(&data)?;
+                out.push_frame(true, 0, OpCode::Ping, &data);
+                Ok(())
+            }
+            Message::Pong(data) => {
+                check_control_len(&data)?;
+                out.push_frame(true, 0, OpCode::Pong, &data);
+                Ok(())
+            }
+            Message::Close(frame) => {
+                let payload = close_payload(frame.as_ref())?;
+                out.push_frame(true, 0, OpCode::Close, &payload);
+                self.state = State::CloseSent;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a pre-encoded frame (see [`encode_shared`](Self::encode_shared)):
+    /// a broadcast encodes once and queues the same bytes on every connection.
+    pub fn send_encoded(&mut self, frame: Bytes, out: &mut WriteBuf) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::closed());
+        }
+        out.push_encoded(frame);
+        Ok(())
+    }
+
+    /// Whether a frame encoded without compression can be shared with this
+    /// connection: true when no extension transforms its messages.
+    pub fn accepts_shared_frames(&self) -> bool {
+        self.extension.is_none()
+    }
+
+    fn send_data(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        out: &mut WriteBuf,
+    ) -> Result<(), Error> {
+        let (payload, rsv) = match &mut self.extension {
+            Some(ext) => match ext.encode(&payload)? {
+                Some(compressed) => (compressed, ext.rsv()),
+                None => (payload, 0),
+            },
+            None => (payload, 0),
+        };
+        write_fragmented(opcode, rsv, payload, self.out_frame_size, out);
+        Ok(())
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): sends a close frame with the
+    /// error's code unless one was sent, and stops processing input.
+    fn fail(&mut self, err: &Error, out: &mut WriteBuf) {
+        if self.state == State::Open {
+            if let Some(code) = err.close_code() {
+                let frame = CloseFrame::new(code, Utf8Bytes::from_static(err.close_reason()));
+                if let Ok(payload) = close_payload(Some(&frame)) {
+                    out.push_frame(true, 0, OpCode::Close, &payload);
+                }
+            }
+        }
+        self.state = State::Closed;
+        self.read = BytesMut::new();
+        self.frame = None;
+        self.message = None;
+    }
+
+    /// Parses frames until a message is complete or input runs out.
+    fn next_message(&mut self, out: &mut WriteBuf) -> Result<Option<Message>, Error> {
+        loop {
+            if self.frame.is_none() {
+                let Some(header) = FrameHeader::parse(&self.read)? else {
+                    return Ok(None);
+                };
+                self.check_header(&header)?;
+                self.read.advance(header.header_len);
+                self.frame = Some(PartialFrame {
+                    header,
+                    processed: 0,
+                });
+            }
+            let frame = self.frame.as_mut().expect("frame in progress");
+            let len = frame.header.payload_len as usize;
+            let available = self.read.len().min(len);
+            if available > frame.processed {
+                // Unmask (and UTF-8 check) what arrived since the last call, so
+                // an invalid text message fails before its frame completes.
+                let new = &mut self.read[frame.processed..available];
+                if let Some(mask) = frame.header.mask {
+                    apply_mask(new, mask, frame.processed);
+                }
+                if !frame.header.opcode.is_control() {
+                    if let Some(msg) = &mut self.message {
+                        if msg.text && !msg.compressed && msg.utf8.feed(new).is_err() {
+                            return Err(Error::payload(PayloadError::InvalidUtf8));
+                        }
+                    }
+                }
+                frame.processed = available;
+            }
+            if available < len {
+                return Ok(None);
+            }
+            let header = frame.header;
+            self.frame = None;
+            let payload = self.read.split_to(len).freeze();
+            let msg = if header.opcode.is_control() {
+                self.on_control(header.opcode, payload, out)?
+            } else {
+                self.on_data(header.fin, payload)?
+            };
+            if msg.is_some() {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// The checks a header needs in the context of the connection.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(), Error> {
+        // RFC 6455 §5.1: "The server MUST close the connection upon receiving
+        // a frame that is not masked."
+        match self.role {
+            Role::Server if h.mask.is_none() => {
+                return Err(Error::protocol(ProtocolError::UnmaskedFrame));
+            }
+            _ => {}
+        }
+        // RFC 6455 §5.2: RSV bits "MUST be 0 unless an extension is negotiated
+        // that defines meanings for non-zero values".
+        let claimed = self.extension.as_ref().map_or(0, |e| e.rsv());
+        if h.rsv & !claimed != 0 {
+            return Err(Error::protocol(ProtocolError::ReservedBits));
+        }
+        // RFC 7692 §6.1: the "Per-Message Compressed" bit is set only on the
+        // first frame of a message, never on control or continuation frames.
+        if h.rsv != 0 && (h.opcode.is_control() || h.opcode == OpCode::Continuation) {
+            return Err(Error::protocol(ProtocolError::ExtensionRsvOnContinuation));
+        }
+        if h.payload_len > self.max_frame_size as u64 {
+            return Err(Error::capacity(CapacityError::FrameTooLarge {
+                size: h.payload_len,
+                max: self.max_frame_size,
+            }));
+        }
+        match h.opcode {
+            OpCode::Continuation => {
+                // RFC 6455 §5.4: a continuation needs a message in progress.
+                let Some(msg) = &mut self.message else {
+                    return Err(Error::protocol(ProtocolError::UnexpectedContinuation));
+                };
+                msg.fragments += 1;
+                if msg.fragments > self.max_fragments {
+                    return Err(Error::capacity(CapacityError::TooManyFragments {
+                        max: self.max_fragments,
+                    }));
+                }
+                if !msg.compressed
+                    && msg.len() as u64 + h.payload_len > self.max_message_size as u64
+                {
+                    return Err(self.too_big());
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                // RFC 6455 §5.4: fragments of one message are not interleaved
+                // with another data message.
+                if self.message.is_some() {
+                    return Err(Error::protocol(ProtocolError::ExpectedContinuation));
+                }
+                let compressed = h.rsv != 0;
+                if !compressed && h.payload_len > self.max_message_size as u64 {
+                    return Err(self.too_big());
+                }
+                self.message = Some(PartialMessage {
+                    text: h.opcode == OpCode::Text,
+                    compressed,
+                    buf: BytesMut::new(),
+                    first: None,
+                    fragments: 1,
+                    utf8: Utf8Validator::new(),
+                });
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {}
+        }
+        Ok(())
+    }
+
+    fn too_big(&self) -> Error {
+        Error::capacity(CapacityError::MessageTooLarge {
+            max: self.max_message_size,
+        })
+    }
+
+    /// A data frame's payload is complete.
+    fn on_data(&mut self, fin: bool, payload: Bytes) -> Result<Option<Message>, Error> {
+        let max = self.max_message_size;
+        let msg = self.message.as_mut().expect("checked in check_header");
+        if msg.compressed {
+            let ext = self
+                .extension
+                .as_mut()
+                .expect("RSV bits were checked against the extension");
+            let before = msg.buf.len();
+            ext.decode(&payload, fin, &mut msg.buf, max)?;
+            if msg.text && msg.utf8.feed(&msg.buf[before..]).is_err() {
+                return Err(Error::payload(PayloadError::InvalidUtf8));
+            }
+        } else if msg.first.is_none() && msg.buf.is_empty() {
+            msg.first = Some(payload);
+        } else {
+            if let Some(first) = msg.first.take() {
+                msg.buf.reserve(first.len() + payload.len());
+                msg.buf.extend_from_slice(&first);
+            }
+            msg.buf.extend_from_slice(&payload);
+        }
+        if !fin {
+            return Ok(None);
+        }
+        let mut msg = self.message.take().expect("message in progress");
+        let data = match msg.first.take() {
+            Some(first) if msg.buf.is_empty() => first,
+            _ => msg.buf.freeze(),
+        };
+        if msg.text {
+            // RFC 6455 §8.1: the whole message must be valid UTF-8.
+            if msg.utf8.finish().is_err() {
+                return Err(Error::payload(PayloadError::InvalidUtf8));
+            }
+            Ok(Some(Message::Text(Utf8Bytes::from_bytes_unchecked(data))))
+        } else {
+            Ok(Some(Message::Binary(data)))
+        }
+    }
+
+    /// A control frame is complete (RFC 6455 §5.5).
+    fn on_control(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        out: &mut WriteBuf,
+    ) -> Result<Option<Message>, Error> {
+        match opcode {
+            OpCode::Ping => {
+                // RFC 6455 §5.5.2: answer with a pong carrying the same data,
+                // unless we already sent a close frame.
+                if self.state == State::Open {
+                    out.push_frame(true, 0, OpCode::Pong, &payload);
+                }
+                Ok(Some(Message::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Close => {
+                let frame = parse_close_payload(payload)?;
+                self.close_received = true;
+                if self.state == State::Open {
+                    // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
+                    let reply = match &frame {
+                        Some(f) => close_payload(Some(&CloseFrame::new(f.code, "")))?,
+                        None => Bytes::new(),
+                    };
+                    out.push_frame(true, 0, OpCode::Close, &reply);
+                }
+                self.state = State::Closed;
+                self.read = BytesMut::new();
+                self.message = None;
+                Ok(Some(Message::Close(frame)))
+            }
+            _ => unreachable!("only control opcodes reach on_control"),
+        }
+    }
+}
+
+/// Splits a data message into frames of at most `frame_size` payload bytes.
+fn write_fragmented(
+    opcode: OpCode,
+    rsv: u8,
+    payload: Bytes,
+    frame_size: usize,
+    out: &mut WriteBuf,
+) {
+    if payload.len() <= frame_size {
+        out.push_frame(true, rsv, opcode, &payload);
+        return;
+    }
+    let mut rest = payload;
+    let mut first = true;
+    while !rest.is_empty() {
+        let piece = rest.split_to(rest.len().min(frame_size));
+        let (op, bits) = if first {
+            (opcode, rsv)
+        } else {
+            (OpCode::Continuation, 0)
+        };
+        out.push_frame(rest.is_empty(), bits, op, &piece);
+        first = false;
+    }
+}
+
+fn check_control_len(data: &[u8]) -> Result<(), Error> {
+    if data.len() > MAX_CONTROL_PAYLOAD {
+        return Err(Error::invalid_message(
+            "control frame payloads are limited to 125 bytes (RFC 6455 §5.5)",
+        ));
+    }
+    Ok(())
+}
+
+/// The payload of a close frame we send.
+fn close_payload(frame: Option<&CloseFrame>) -> Result<Bytes, Error> {
+    let Some(frame) = frame else {
+        return Ok(Bytes::new());
+    };
+    if !frame.code.is_sendable() {
+        return Err(Error::invalid_message(
+            "close code may not be sent: use 1000-1003, 1007-1014 or 3000-4999 (RFC 6455 §7.4)",
+        ));
+    }
+    if frame.reason.len() > MAX_CONTROL_PAYLOAD - 2 {
+        return Err(Error::invalid_message(
+            "close reason is limited to 123 bytes (RFC 6455 §5.5)",
+        ));
+    }
+    let mut payload = Vec::with_capacity(2 + frame.reason.len());
+    payload.extend_from_slice(&frame.code.as_u16().to_be_bytes());
+    payload.extend_from_slice(frame.reason.as_bytes());
+    Ok(payload.into())
+}
+
+/// Validates a received close payload (RFC 6455 §5.5.1, §7.4).
+fn parse_close_payload(mut payload: Bytes) -> Result<Option<CloseFrame>, Error> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(Error::protocol(ProtocolError::CloseOneBytePayload)),
+        _ => {
+            let code = CloseCode::from(payload.get_u16());
+            if !code.is_sendable() {
+                return Err(Error::protocol(ProtocolError::InvalidCloseCode(
+                    code.as_u16(),
+                )));
+            }
+            let reason = Utf8Bytes::try_from(payload)
+                .map_err(|_| Error::payload(PayloadError::InvalidCloseReason))?;
+            Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! [`WebSocketService`]: the handshake as a Tower service.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper_util::rt::TokioIo;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::{UpgradeHandler, WebSocketLayer};
+use crate::config::Config;
+use crate::extensions::Extension;
+use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
+use crate::stream::WebSocket;
+
+/// Answers WebSocket handshakes and hands each upgraded connection to a
+/// handler on its own task; every request that is not a WebSocket upgrade
+/// goes to the inner service `S` unchanged.
+///
+/// A broken upgrade attempt gets an HTTP response, never a service error:
+/// `400` with a one-line reason, `403` for a refused `Origin`, `405` with
+/// `Allow: GET`, `426` with `Sec-WebSocket-Version: 13`.
+///
+/// Serve it with hyper's `serve_connection_with_upgrades` (or axum, which
+/// does so), or upgrades cannot happen.
+///
+/// ```no_run
+/// use futures_util::{SinkExt, StreamExt};
+/// use hyper_util::rt::{TokioExecutor, TokioIo};
+/// use hyper_util::server::conn::auto;
+/// use hyper_util::service::TowerToHyperService;
+/// use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+///     while let Some(Ok(msg)) = ws.next().await {
+///         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+///             break;
+///         }
+///     }
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// loop {
+///     let (tcp, _) = listener.accept().await?;
+///     let service = TowerToHyperService::new(echo.clone());
+///     tokio::spawn(async move {
+///         let _ = auto::Builder::new(TokioExecutor::new())
+///             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+///             .await;
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct WebSocketService<H, S = UpgradeRequired> {
+    handler: H,
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Settings {
+    config: Config,
+    policy: Policy,
+    path: Option<String>,
+}
+
+impl<H> WebSocketService<H, UpgradeRequired> {
+    /// A service with default settings, whose non-upgrade requests get
+    /// `426 Upgrade Required` (mount it on a route of its own), until
+    /// [`with_inner`](Self::with_inner) gives it another inner service.
+    pub fn new(handler: H) -> Self {
+        let config = Config::default();
+        WebSocketService {
+            handler,
+            inner: UpgradeRequired,
+            settings: Arc::new(Settings {
+                policy: Policy {
+                    #[cfg(feature = "deflate")]
+                    deflate: config.deflate.clone(),
+                    ..Policy::default()
+                },
+                config,
+                path: None,
+            }),
+        }
+    }
+
+    /// A layer that wraps other services with this service's settings.
+    pub fn into_layer(self) -> WebSocketLayer<H> {
+        WebSocketLayer::from(self)
+    }
+}
+
+impl<H, S> WebSocketService<H, S> {
+    /// Replaces the inner service that non-upgrade requests go to.
+    pub fn with_inner<T>(self, inner: T) -> WebSocketService<H, T> {
+        WebSocketService {
+            handler: self.handler,
+            inner,
+            settings: self.settings,
+        }
+    }
+
+    fn settings(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
+    }
+
+    /// The connection settings (limits, timeouts, permessage-deflate).
+    ///
+    /// Default is [`Config::default()`].
+    pub fn config(mut self, config: Config) -> Self {
+        #[cfg(feature = "deflate")]
+        {
+            self.settings().policy.deflate = config.deflate.clone();
+        }
+        self.settings().config = config;
+        self
+    }
+
+    /// Subprotocols the server speaks, in its order of preference: the first
+    /// one the client also offers is selected (RFC 6455 §4.2.2).
+    ///
+    /// Default is none: `Sec-WebSocket-Protocol` is never answered.
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.settings().policy.protocols =
+            Protocols::Preferred(protocols.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Selects a subprotocol from the client's offers with a closure; a
+    /// value the client did not offer is ignored.
+    pub fn select_protocol<F>(mut self, select: F) -> Self
+    where
+        F: Fn(&[&str]) -> Option<String> + Send + Sync + 'static,
+    {
+        self.settings().policy.protocols = Protocols::Select(Arc::new(select));
+        self
+    }
+
+    /// Only these origins (e.g. `https://example.com`) may connect; others
+    /// get `403 Forbidden`. Requests without `Origin` (non-browser clients)
+    /// are allowed. This defends against cross-site WebSocket hijacking.
+    ///
+    /// Default is any origin.
+    pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.settings().policy.origins =
+            OriginPolicy::AllowList(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Decides with a closure whether an `Origin` (or its absence) may
+    /// connect; `false` answers `403 Forbidden`.
+    pub fn check_origin<F>(mut self, check: F) -> Self
+    where
+        F: Fn(Option<&http::HeaderValue>) -> bool + Send + Sync + 'static,
+    {
+        self.settings().policy.origins = OriginPolicy::Check(Arc::new(check));
+        self
+    }
+
+    /// Only upgrade requests for this exact path are WebSocket handshakes;
+    /// upgrade requests for other paths go to the inner service.
+    ///
+    /// Default is every path.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.settings().path = Some(path.into());
+        self
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<H, S, B, ResBody> Service<Request<B>> for WebSocketService<H, S>
+where
+    H: UpgradeHandler,
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<Either<ResBody, Full<Bytes>>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let settings = &*self.settings;
+        let wanted_path = settings
+            .path
+            .as_deref()
+            .is_none_or(|p| p == req.uri().path());
+        if !wanted_path || !handshake::is_upgrade_attempt(req.headers()) {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        let accept = match handshake::negotiate(
+            req.method(),
+            req.version(),
+            req.headers(),
+            &settings.policy,
+        ) {
+            Ok(accept) => accept,
+            Err(reject) => return ResponseFuture::ready(reject.response()),
+        };
+        if req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_none()
+        {
+            return ResponseFuture::ready(
+                Reject::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "this connection cannot be upgraded: serve it with hyper's serve_connection_with_upgrades",
+                )
+                .response(),
+            );
+        }
+        let response = accept.response();
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let (head, _body) = req.into_parts();
+        let handler = self.handler.clone();
+        let settings = self.settings.clone();
+        #[cfg(feature = "deflate")]
+        let extension: Option<Box<dyn Extension>> = accept.deflate.map(|(params, mem_level)| {
+            let config = settings
+                .policy
+                .deflate
+                .as_ref()
+                .expect("negotiated with a config");
+            Box::new(crate::extensions::deflate::PerMessageDeflate::new(
+                params, mem_level, config,
+            )) as Box<dyn Extension>
+        });
+        #[cfg(not(feature = "deflate"))]
+        let extension: Option<Box<dyn Extension>> = None;
+        tokio::spawn(async move {
+            // The upgrade fails only if the client went away before it finished.
+            if let Ok(upgraded) = on_upgrade.await {
+                let ws = WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+                handler.call(ws, head).await;
+            }
+        });
+        ResponseFuture::ready(response)
+    }
+}
+
+/// The default inner service of a [`WebSocketService`] mounted on a route of
+/// its own: every request that is not a WebSocket upgrade gets
+/// `426 Upgrade Required`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UpgradeRequired;
+
+impl<B> Service<Request<B>> for UpgradeRequired {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
+        ready(Ok(Reject::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint only speaks WebSocket: send an Upgrade: websocket request",
+        )
+        .response()))
+    }
+}

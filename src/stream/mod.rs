@@ -1,0 +1,390 @@
+//! [`WebSocket`]: the protocol engine driven over an async transport, as a
+//! `Stream` of received messages and a `Sink` of messages to send.
+
+mod split;
+
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Buf;
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+pub use split::{WebSocketReader, WebSocketWriter};
+
+use crate::config::Config;
+use crate::error::{Error, Kind};
+use crate::extensions::Extension;
+use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use crate::proto::{Connection, Role, WriteBuf};
+
+/// Up to this many buffers go into one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// A WebSocket connection over an async transport.
+///
+/// Read messages through [`Stream`] (`next()` from `futures::StreamExt`) and
+/// send them through [`Sink`] (`send()` from `futures::SinkExt`). Pings are
+/// answered and close frames replied to as they are read. A normal close is
+/// not an error: the stream yields `Message::Close` and then ends.
+///
+/// Reading is cancel-safe: all partial state lives in the connection, so a
+/// `next()` dropped inside `tokio::select!` loses nothing.
+///
+/// ```no_run
+/// use futures_util::{SinkExt, StreamExt};
+/// use tower_ws::{Message, WebSocket};
+///
+/// async fn echo<IO>(mut ws: WebSocket<IO>) -> Result<(), tower_ws::Error>
+/// where
+///     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+/// {
+///     while let Some(msg) = ws.next().await {
+///         match msg? {
+///             msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
+///             _ => {}
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct WebSocket<IO> {
+    inner: Inner<IO>,
+}
+
+/// The shared state of a connection: transport, engine and output queue.
+#[derive(Debug)]
+pub(crate) struct Inner<IO> {
+    io: IO,
+    conn: Connection,
+    out: WriteBuf,
+    read_buffer_size: usize,
+    high_water: usize,
+    close_timeout: Duration,
+    /// Closing: the deadline for the peer's close frame, then for its EOF.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Our side of TCP is shut down.
+    shutdown: bool,
+    /// The stream has ended; nothing more will be read or written.
+    done: bool,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
+    /// Wraps a transport on which the opening handshake already completed,
+    /// as the server, with an optional negotiated extension.
+    ///
+    /// [`WebSocketService`](crate::WebSocketService) calls this for you; use
+    /// it directly to serve WebSockets on a transport you upgraded yourself.
+    pub fn from_raw(io: IO, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
+        WebSocket {
+            inner: Inner::new(io, config, extension),
+        }
+    }
+
+    /// Sends a close frame with `code` and `reason`, waits for the peer's
+    /// close frame up to the close timeout, then closes the transport.
+    ///
+    /// Messages that arrive meanwhile are discarded. Returns an error whose
+    /// [`is_timeout`](Error::is_timeout) is true if the peer did not answer
+    /// in time (the connection is dropped all the same).
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: tower_ws::WebSocket<tokio::net::TcpStream>) {
+    /// ws.close(tower_ws::CloseCode::AWAY, "server shutting down").await.ok();
+    /// # }
+    /// ```
+    pub async fn close(
+        &mut self,
+        code: impl Into<CloseCode>,
+        reason: impl Into<Utf8Bytes>,
+    ) -> Result<(), Error> {
+        let frame = CloseFrame::new(code, reason);
+        poll_fn(|cx| self.inner.poll_close_with(cx, Some(frame.clone()))).await
+    }
+
+    /// Splits the connection into a reading and a writing half, to use from
+    /// two tasks. Pongs and close replies still go out while only one half is
+    /// in use.
+    pub fn split(self) -> (WebSocketReader<IO>, WebSocketWriter<IO>) {
+        split::split(self.inner)
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &IO {
+        &self.inner.io
+    }
+
+    /// The transport, mutably. Reading or writing it directly corrupts the
+    /// WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.inner.io
+    }
+
+    /// Bytes queued for the peer but not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.inner.out.len()
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_message(cx, true)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.inner.start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_close_with(cx, None)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
+    fn new(io: IO, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
+        Inner {
+            io,
+            conn: Connection::new(Role::Server, config, extension),
+            out: WriteBuf::new(),
+            read_buffer_size: config.read_buffer_size,
+            high_water: config.write_buffer_high_water,
+            close_timeout: config.close_timeout,
+            deadline: None,
+            shutdown: false,
+            done: false,
+        }
+    }
+
+    /// Writes out everything queued, then flushes the transport.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while self.out.has_remaining() {
+            let n = if self.io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.out.chunks_vectored(&mut slices);
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(cx, self.out.chunk()))
+            }
+            .map_err(Error::io)?;
+            if n == 0 {
+                return Poll::Ready(Err(Error::io(std::io::ErrorKind::WriteZero.into())));
+            }
+            self.out.advance(n);
+        }
+        Pin::new(&mut self.io).poll_flush(cx).map_err(Error::io)
+    }
+
+    /// Reads once from the transport into the engine. `Ok(false)` is EOF.
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        let buf = self.conn.read_buf();
+        if buf.capacity() - buf.len() < self.read_buffer_size / 2 {
+            buf.reserve(self.read_buffer_size);
+        }
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            buf
+        ))
+        .map_err(Error::io)?;
+        Poll::Ready(Ok(n > 0))
+    }
+
+    /// The next message. `flush_output` lets the reader write pending output
+    /// (pongs, close replies, messages fed without a flush) before it waits
+    /// for input; a split reader passes `false` while the writer is blocked
+    /// on the transport, so the two never steal each other's wakers.
+    pub(crate) fn poll_next_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        flush_output: bool,
+    ) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            if let Some(event) = self.conn.poll_event(&mut self.out) {
+                if self.conn.is_closed() && flush_output {
+                    // Get the close reply (or failure close) on the wire even if
+                    // the application stops reading after this event.
+                    let _ = self.poll_write_out(cx);
+                }
+                return Poll::Ready(Some(event));
+            }
+            if self.conn.is_closed() {
+                let result = ready!(self.poll_shutdown(cx));
+                self.done = true;
+                return match result {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e))),
+                };
+            }
+            if flush_output && !self.out.is_empty() {
+                // Write coalescing: what the application fed without flushing
+                // leaves now that the input is exhausted.
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(self.terminate(e)))),
+                    Poll::Pending if self.out.len() >= self.high_water => {
+                        // The peer does not read: stop reading too, so pongs to
+                        // its pings cannot pile up without bound.
+                        return Poll::Pending;
+                    }
+                    _ => {}
+                }
+            }
+            match ready!(self.poll_read_some(cx)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return Poll::Ready(self.conn.receive_eof().map(Err));
+                }
+                Err(e) => return Poll::Ready(Some(Err(self.terminate(e)))),
+            }
+        }
+    }
+
+    /// A transport error ends the connection.
+    fn terminate(&mut self, e: Error) -> Error {
+        self.conn.receive_eof();
+        self.done = true;
+        e
+    }
+
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.close_sent() || self.done {
+            return Poll::Ready(Err(Error::closed()));
+        }
+        if self.out.len() >= self.high_water {
+            ready!(self.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) fn start_send(&mut self, msg: Message) -> Result<(), Error> {
+        self.conn.send(msg, &mut self.out)
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shutdown {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_write_out(cx)
+    }
+
+    /// Parses input ahead of the application so pings are answered while it
+    /// only writes (split writer). Reads without blocking.
+    pub(crate) fn drive_input(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        loop {
+            self.conn.process_input(&mut self.out);
+            if !self.conn.wants_read() || self.done {
+                return Ok(());
+            }
+            match self.poll_read_some(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => {
+                    self.conn.receive_eof();
+                    return Ok(());
+                }
+                Poll::Ready(Err(e)) => return Err(self.terminate(e)),
+                Poll::Pending => return Ok(()),
+            }
+        }
+    }
+
+    /// Starts (if needed) and completes the closing handshake, then closes
+    /// the transport. Data arriving meanwhile is discarded.
+    pub(crate) fn poll_close_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: Option<CloseFrame>,
+    ) -> Poll<Result<(), Error>> {
+        if !self.conn.close_sent() && !self.done {
+            let frame = frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NORMAL, ""));
+            self.conn.send(Message::Close(Some(frame)), &mut self.out)?;
+        }
+        let mut timed_out = false;
+        while !self.conn.is_closed() && !self.done {
+            if self.deadline.is_none() {
+                self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+            }
+            match self.poll_next_message(cx, true) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => break,
+                Poll::Pending => {
+                    let deadline = self.deadline.as_mut().expect("set above");
+                    ready!(deadline.as_mut().poll(cx));
+                    timed_out = true;
+                    break;
+                }
+            }
+        }
+        ready!(self.poll_shutdown(cx))?;
+        self.done = true;
+        if timed_out {
+            Poll::Ready(Err(Error::new(Kind::CloseTimeout)))
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Closes the transport once the engine is done: flush, shut down our
+    /// side (the server closes TCP first, RFC 6455 §7.1.1), and when we
+    /// failed the connection, drain the peer's input until it closes (or the
+    /// close timeout passes) so our close frame is not lost to a TCP reset.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.shutdown {
+            if let Err(e) = ready!(self.poll_write_out(cx)) {
+                self.shutdown = true;
+                return Poll::Ready(Err(e));
+            }
+            // A failed shutdown means the peer is gone: nothing left to do.
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            self.shutdown = true;
+        }
+        if !self.conn.close_received() {
+            let deadline = self
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.close_timeout)));
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            loop {
+                let buf = self.conn.read_buf();
+                buf.clear();
+                buf.reserve(self.read_buffer_size);
+                match ready!(tokio_util::io::poll_read_buf(
+                    Pin::new(&mut self.io),
+                    cx,
+                    buf
+                )) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            self.conn.read_buf().clear();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+use std::future::Future;
