@@ -74,6 +74,7 @@ pub(crate) enum ProtocolError {
 pub(crate) enum PayloadError {
     InvalidUtf8,
     InvalidCloseReason,
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     CorruptCompressedData,
 }
 

@@ -281,12 +281,11 @@ fn accept(offer: &Offer, config: &DeflateConfig) -> Option<(DeflateParams, u8)> 
     let mut server_bits = config
         .server_max_window_bits
         .min(offer.server_max_window_bits.unwrap_or(15));
-    let client_limit = match offer.client_max_window_bits {
-        // The client did not offer the parameter: its window may be 15 bits
-        // and the response must not name it (RFC 7692 §7.1.2.2).
-        None => None,
-        Some(offered) => Some(config.client_max_window_bits.min(offered.unwrap_or(15))),
-    };
+    // Without the parameter in the offer the client's window may be 15 bits
+    // and the response must not name it (RFC 7692 §7.1.2.2).
+    let client_limit = offer
+        .client_max_window_bits
+        .map(|offered| config.client_max_window_bits.min(offered.unwrap_or(15)));
     let mut client_bits = client_limit.unwrap_or(15);
     let mut mem_level = config.mem_level;
     // Fit the configured memory budget, shrinking what we control.

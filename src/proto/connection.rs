@@ -252,8 +252,9 @@ impl Connection {
         }
     }
 
-    /// Sends a pre-encoded frame (see [`encode_shared`](Self::encode_shared)):
-    /// a broadcast encodes once and queues the same bytes on every connection.
+    /// Queues a complete, pre-encoded frame (header and payload): a
+    /// broadcast encodes a frame once and queues the same bytes on every
+    /// connection that [`accepts_shared_frames`](Self::accepts_shared_frames).
     pub fn send_encoded(&mut self, frame: Bytes, out: &mut WriteBuf) -> Result<(), Error> {
         if self.state != State::Open {
             return Err(Error::closed());
@@ -581,3 +582,6 @@ fn parse_close_payload(mut payload: Bytes) -> Result<Option<CloseFrame>, Error> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -70,6 +70,7 @@ pub struct FrameHeader {
 }
 
 /// RSV1, the bit permessage-deflate claims (RFC 7692 §6).
+#[cfg_attr(not(feature = "deflate"), allow(dead_code))]
 pub const RSV1: u8 = 0b100;
 
 /// The largest header: 2 bytes, 8 of extended length, 4 of masking key.

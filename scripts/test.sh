@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of tower-ws on a machine that has only Rust, Python 3, Node
+# and apt: installs what the tests need, then runs, in order,
+#   1. formatting, clippy (-D warnings) and rustdoc (-D warnings),
+#   2. the Rust tests (unit, integration over real TCP, doc tests) and the
+#      core without default features,
+#   3. interop with real clients we do not write: Python `websockets`,
+#      Node `ws`, headless Chromium,
+#   4. the Autobahn|Testsuite cases against the echo example,
+#   5. a build of the benchmarks (they are run by bench/run.sh, not here).
+# Each step prints a banner; the first failure stops the run.
+#
+#   bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "installing test dependencies (Python venv, npm packages, chromium)"
+bash scripts/setup-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
+step "the sans-I/O core builds without default features"
+cargo build --no-default-features
+
+step "building the examples (release) for the interop tests"
+cargo build --release --examples
+
+step "cargo test (unit, integration over TCP, doc tests)"
+cargo test
+
+step "interop: Python websockets client"
+.venv/bin/pytest -q tests/python
+
+step "interop: Node ws client"
+node --test tests/node/
+
+step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
+bash tests/autobahn/run.sh --spawn target/release/examples/echo
+
+step "benchmarks build (cargo bench --no-run, bench/ harness)"
+cargo bench --no-run
+cargo build --release --manifest-path bench/Cargo.toml
+
+step "all tests passed"

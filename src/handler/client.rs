@@ -1,0 +1,220 @@
+//! [`Client`]: a handle on one connection, usable from any task.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::hub::Overflow;
+use super::registry::Clients;
+use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use crate::service::RequestHead;
+
+/// One connected client: a cheap, cloneable handle that any task may keep
+/// and use, python-WS's `client`.
+///
+/// Sending never waits: messages join the client's bounded queue, drained
+/// by its connection as fast as the peer reads (see [`Overflow`] for a full
+/// queue). After the connection ended, sending fails with
+/// [`SendError::Closed`].
+#[derive(Clone)]
+pub struct Client {
+    pub(super) shared: Arc<Shared>,
+}
+
+pub(super) struct Shared {
+    pub(super) id: u64,
+    pub(super) head: RequestHead,
+    pub(super) queue: mpsc::Sender<Message>,
+    pub(super) overflow: Overflow,
+    pub(super) clients: Clients,
+    /// Cleared when the closing handshake starts or the connection ends.
+    pub(super) open: AtomicBool,
+    /// A close asked for by a handle, taken by the connection.
+    pub(super) close_request: Mutex<Option<CloseRequest>>,
+    pub(super) wake: Notify,
+    /// Becomes true once the connection is over.
+    pub(super) closed: watch::Sender<bool>,
+}
+
+/// A close asked of the connection.
+pub(super) struct CloseRequest {
+    pub(super) frame: CloseFrame,
+    /// Send what is queued before the close frame (not for a client whose
+    /// queue overflowed: it does not read anyway).
+    pub(super) drain: bool,
+}
+
+/// Why a message was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closing or closed.
+    Closed,
+    /// The client's queue is full: the message was dropped and, under
+    /// [`Overflow::Close`], the client is being closed.
+    QueueFull,
+    /// A ping payload above 125 bytes (RFC 6455 §5.5).
+    PayloadTooLong,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "the WebSocket connection is closed",
+            SendError::QueueFull => "the client's send queue is full",
+            SendError::PayloadTooLong => "control frame payloads are limited to 125 bytes",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl Client {
+    /// A number that identifies this client for as long as its hub lives,
+    /// assigned in connection order.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The path of the handshake request (e.g. `/ws`).
+    pub fn path(&self) -> &str {
+        self.shared.head.uri.path()
+    }
+
+    /// The headers of the handshake request (cookies, `Origin`, ...).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.shared.head.headers
+    }
+
+    /// The whole head of the handshake request: URI with query, headers,
+    /// and extensions left by earlier middleware.
+    pub fn request(&self) -> &RequestHead {
+        &self.shared.head
+    }
+
+    /// Every connected client, for broadcasting (python-WS's `self.clients`).
+    pub fn clients(&self) -> &Clients {
+        &self.shared.clients
+    }
+
+    /// Whether the connection is open: the handshake completed and no close
+    /// frame was sent or received yet.
+    pub fn is_open(&self) -> bool {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// Queues a message for this client without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once the connection is closing, and
+    /// [`SendError::QueueFull`] if the queue is full, in which case the
+    /// [`Overflow`] policy was applied.
+    pub fn send(&self, msg: impl Into<Message>) -> Result<(), SendError> {
+        if !self.is_open() {
+            return Err(SendError::Closed);
+        }
+        match self.shared.queue.try_send(msg.into()) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Overflow::Close(code) = self.shared.overflow {
+                    self.request_close(CloseFrame::new(code, "send queue full"), false);
+                }
+                Err(SendError::QueueFull)
+            }
+        }
+    }
+
+    /// Queues a text message: python-WS's `write_message(msg)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn write_message(&self, text: impl Into<Utf8Bytes>) -> Result<(), SendError> {
+        self.send(Message::Text(text.into()))
+    }
+
+    /// Queues a binary message: python-WS's `write_message(msg, binary=True)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn write_binary(&self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send(Message::Binary(data.into()))
+    }
+
+    /// Queues a ping; the answer arrives at
+    /// [`Handler::on_pong`](super::Handler::on_pong).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::PayloadTooLong`] above 125 bytes, otherwise as
+    /// [`send`](Self::send).
+    pub fn ping(&self, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        let payload = payload.into();
+        if payload.len() > 125 {
+            return Err(SendError::PayloadTooLong);
+        }
+        self.send(Message::Ping(payload))
+    }
+
+    /// Closes the connection: what is already queued is sent, then a close
+    /// frame with `code` and `reason`; the returned future completes when
+    /// the peer answered and the connection is gone, or after the close
+    /// timeout ([`Options::close_timeout`](super::Options::close_timeout),
+    /// 1 second by default).
+    ///
+    /// The close starts when this is called, so a callback that need not
+    /// wait may drop the future: `drop(client.close(1000, "bye"))`. Closing
+    /// a closed client completes at once; only the first close frame counts.
+    pub fn close(
+        &self,
+        code: impl Into<CloseCode>,
+        reason: impl Into<Utf8Bytes>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.request_close(CloseFrame::new(code, reason), true);
+        let mut closed = self.shared.closed.subscribe();
+        async move {
+            // An error means the connection state is gone: closed too.
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
+    }
+
+    pub(super) fn request_close(&self, frame: CloseFrame, drain: bool) {
+        if !self.shared.open.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut request = self
+            .shared
+            .close_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        request.get_or_insert(CloseRequest { frame, drain });
+        drop(request);
+        self.shared.wake.notify_one();
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id())
+            .field("path", &self.path())
+            .field("open", &self.is_open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Client {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for Client {}

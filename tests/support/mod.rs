@@ -1,0 +1,218 @@
+//! Shared helpers for the integration tests: an in-process server on a real
+//! TCP port, and a raw client that writes frames byte by byte.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower_ws::{UpgradeHandler, WebSocketService};
+
+/// Serves `service` (wrapping a "hello from the inner service" route) on a
+/// free loopback port, on the test's runtime.
+pub async fn serve<H: UpgradeHandler>(
+    service: WebSocketService<H, tower_ws::UpgradeRequired>,
+) -> SocketAddr {
+    let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+            b"hello from the inner service",
+        ))))
+    });
+    let service = service.with_inner(inner);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let svc = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// A client that speaks WebSocket by hand, to send what real clients won't.
+pub struct RawClient {
+    pub tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A frame as the server sent it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The close code of a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawClient {
+    /// Connects and completes the handshake; returns the response head too.
+    pub async fn connect(addr: SocketAddr, extra_headers: &str) -> (RawClient, String) {
+        Self::connect_with(addr, &upgrade_request("/", extra_headers), &[]).await
+    }
+
+    /// Sends `request` followed immediately by `pipelined` bytes.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        request: &str,
+        pipelined: &[u8],
+    ) -> (RawClient, String) {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut first = request.as_bytes().to_vec();
+        first.extend_from_slice(pipelined);
+        tcp.write_all(&first).await.unwrap();
+        let mut client = RawClient {
+            tcp,
+            buf: Vec::new(),
+        };
+        let head = client.read_head().await;
+        (client, head)
+    }
+
+    async fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(self.buf[..end + 4].to_vec()).unwrap();
+                self.buf.drain(..end + 4);
+                return head;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk))
+                .await
+                .expect("response head in time")
+                .unwrap();
+            assert!(n > 0, "connection closed before the response head");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends one masked frame.
+    pub async fn send(&mut self, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) {
+        self.tcp
+            .write_all(&masked_frame(fin, rsv, opcode, payload))
+            .await
+            .unwrap();
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads the next frame, or `None` on EOF/reset (within 5 s).
+    pub async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = vec![0u8; 64 << 10];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk))
+                .await
+                .expect("a frame or EOF within 5 s");
+            match n {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads until EOF; true if the server closed the TCP connection within 5 s.
+    pub async fn expect_eof(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Encodes a client frame with a fixed masking key.
+pub fn masked_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x12, 0x34, 0x56, 0x78];
+    let mut f = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    assert_eq!(buf[1] & 0x80, 0, "server frames must not be masked");
+    let (len, mut pos) = match buf[1] & 0x7f {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().unwrap()) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(pos..pos + len)?.to_vec();
+    pos += len;
+    Some((
+        Frame {
+            fin: buf[0] & 0x80 != 0,
+            rsv: (buf[0] >> 4) & 7,
+            opcode: buf[0] & 0x0f,
+            payload,
+        },
+        pos,
+    ))
+}
+
+/// An echo handler: echoes text and binary messages.
+pub async fn echo(mut ws: tower_ws::UpgradedWebSocket, _head: tower_ws::RequestHead) {
+    use futures_util::{SinkExt, StreamExt};
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
