@@ -54,6 +54,7 @@ async fn main() -> std::io::Result<()> {
 
     let config = Config::default()
         .max_message_size(64 << 20)
+        .max_frame_size(64 << 20)
         .deflate(deflate.then(|| {
             // Compress everything, with the client's window wherever it asks.
             DeflateConfig::default()

@@ -69,6 +69,7 @@
 mod config;
 mod error;
 pub mod extensions;
+pub mod handler;
 pub mod handshake;
 mod message;
 pub mod proto;

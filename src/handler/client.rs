@@ -119,7 +119,14 @@ impl Client {
         if !self.is_open() {
             return Err(SendError::Closed);
         }
-        match self.shared.queue.try_send(msg.into()) {
+        let msg = msg.into();
+        if let Message::Close(frame) = msg {
+            // Closing goes through `close`, so the connection knows.
+            let frame = frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NORMAL, ""));
+            self.request_close(frame, true);
+            return Ok(());
+        }
+        match self.shared.queue.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper_util::rt::TokioIo;
+use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
@@ -68,6 +69,8 @@ struct Settings {
     config: Config,
     policy: Policy,
     path: Option<String>,
+    /// One permit per open WebSocket, shared by every clone of the service.
+    connections: Option<Arc<Semaphore>>,
 }
 
 impl<H> WebSocketService<H, UpgradeRequired> {
@@ -87,6 +90,7 @@ impl<H> WebSocketService<H, UpgradeRequired> {
                 },
                 config,
                 path: None,
+                connections: None,
             }),
         }
     }
@@ -181,6 +185,19 @@ impl<H, S> WebSocketService<H, S> {
         self
     }
 
+    /// At most this many WebSockets open at once, counted over every clone
+    /// of this service (and every service made by its layer). An upgrade
+    /// beyond it gets `503 Service Unavailable` with `Retry-After: 1`;
+    /// open connections are unaffected, and a slot frees when a handler
+    /// returns.
+    ///
+    /// Default is no limit.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.settings().connections =
+            Some(Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))));
+        self
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -241,6 +258,21 @@ where
                 .response(),
             );
         }
+        let permit = match &settings.connections {
+            None => None,
+            Some(connections) => match connections.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return ResponseFuture::ready(
+                        Reject::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many WebSocket connections: try again later",
+                        )
+                        .response(),
+                    );
+                }
+            },
+        };
         let response = accept.response();
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (head, _body) = req.into_parts();
@@ -265,6 +297,7 @@ where
                 let ws = WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
                 handler.call(ws, head).await;
             }
+            drop(permit);
         });
         ResponseFuture::ready(response)
     }

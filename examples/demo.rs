@@ -1,0 +1,128 @@
+//! Chat demo: one server on one port serves the chat page from
+//! `examples/static/` at `/` and the chat WebSocket at `/ws`, with
+//! permessage-deflate, keepalive pings and graceful shutdown on Ctrl-C
+//! (every browser is told 1001 Going Away).
+//!
+//! Run: `cargo run --release --example demo -- [ADDR]` (ADDR defaults to
+//! 127.0.0.1:8080; 127.0.0.1:0 picks a free port), then open the URL it
+//! prints, `tower-ws chat demo on http://ADDR/`, in two browser tabs.
+//!
+//! The chat is python-WS's example written with [`tower_ws::handler`]: every
+//! message is broadcast to everyone, as JSON the page renders.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tower_http::services::ServeDir;
+use tower_ws::handler::{Client, Handler, Hub, Options};
+use tower_ws::{CloseFrame, Message, WebSocketService};
+
+const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
+
+/// How long Ctrl-C waits for the browsers to answer the 1001 close.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
+
+struct Chat;
+
+impl Handler for Chat {
+    async fn on_open(&self, client: &Client) {
+        let clients = client.clients();
+        client
+            .write_message(event("welcome", client.id(), "", clients.len()))
+            .ok();
+        clients.broadcast_except(event("join", client.id(), "", clients.len()), client);
+    }
+
+    async fn on_message(&self, msg: Message, client: &Client) {
+        if let Some(text) = msg.as_text() {
+            let clients = client.clients();
+            // Encoded once; every connection shares the bytes.
+            clients.broadcast(event("message", client.id(), text, clients.len()));
+        }
+    }
+
+    async fn on_close(&self, client: &Client, _frame: Option<CloseFrame>) {
+        let clients = client.clients();
+        clients.broadcast(event("leave", client.id(), "", clients.len()));
+    }
+}
+
+/// `{"type":..,"from":..,"text":..,"online":..}`, the page's one message shape.
+fn event(kind: &str, from: u64, text: &str, online: usize) -> String {
+    let mut json = format!(r#"{{"type":"{kind}","from":{from},"online":{online},"text":""#);
+    for c in text.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            c if (c as u32) < 0x20 => json.push_str(&format!("\\u{:04x}", c as u32)),
+            c => json.push(c),
+        }
+    }
+    json.push_str("\"}");
+    json
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr: SocketAddr = match std::env::args().nth(1) {
+        Some(arg) => arg.parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{arg:?} is not an address like 127.0.0.1:8080: {e}"),
+            )
+        })?,
+        None => "127.0.0.1:8080".parse().expect("valid default address"),
+    };
+
+    let hub = Hub::new(
+        Chat,
+        Options::default()
+            .ping_interval(Some(Duration::from_secs(20)))
+            .pong_timeout(Duration::from_secs(20)),
+    );
+    let clients = hub.clients().clone();
+    // The default Config negotiates permessage-deflate with browsers.
+    let service = WebSocketService::new(hub)
+        .path("/ws")
+        .max_connections(1000)
+        .with_inner(ServeDir::new(STATIC_DIR));
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!(
+        "tower-ws chat demo on http://{}/ (Ctrl-C to stop)",
+        listener.local_addr()?
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => {
+                    // Out of file descriptors or similar: keep serving.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = &mut ctrl_c => break,
+        };
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+
+    drop(listener);
+    let open = clients.len();
+    let left = clients.shutdown(SHUTDOWN_DEADLINE).await;
+    println!(
+        "shut down: closed {} of {open} WebSocket(s) with 1001",
+        open - left
+    );
+    Ok(())
+}

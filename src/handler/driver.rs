@@ -1,0 +1,334 @@
+//! The task behind each [`Client`]: runs the callbacks, drains the send
+//! queue into the WebSocket, keeps the connection alive and closes it.
+
+use std::future::{Future, pending, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_sink::Sink;
+use pin_project_lite::pin_project;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{Instant, Interval, MissedTickBehavior, sleep_until, timeout};
+
+use super::Handler;
+use super::client::{self, Client};
+use super::hub::{Options, Shared};
+use crate::error::Error;
+use crate::message::{CloseCode, CloseFrame, Message};
+use crate::service::{RequestHead, UpgradedWebSocket};
+
+/// The payload of keepalive pings.
+const KEEPALIVE: &[u8] = b"tower-ws keepalive";
+
+/// Serves one connection with the hub's handler.
+pub(super) async fn run<H: Handler>(
+    hub: Arc<Shared<H>>,
+    mut ws: UpgradedWebSocket,
+    head: RequestHead,
+) {
+    let options = &hub.options;
+    let clients = &hub.clients;
+    if clients.is_shutting_down() {
+        let close = ws.close(CloseCode::AWAY, "server shutting down");
+        let _ = timeout(options.close_timeout, close).await;
+        return;
+    }
+    let (queue, rx) = mpsc::channel(options.queue_capacity);
+    let client = Client {
+        shared: Arc::new(client::Shared {
+            id: clients.next_id(),
+            head,
+            queue,
+            overflow: options.overflow,
+            clients: clients.clone(),
+            open: AtomicBool::new(true),
+            close_request: Mutex::new(None),
+            wake: Notify::new(),
+            closed: watch::Sender::new(false),
+        }),
+    };
+    // Whatever happens from here on, even a panic outside the callbacks, the
+    // client leaves the registry and its `close()` futures complete.
+    let registration = Registration(client.clone());
+    clients.insert(client.clone());
+    if clients.is_shutting_down() {
+        // Shutdown began between the check above and the insert.
+        shutdown_close(&client);
+    }
+
+    let mut driver = Driver {
+        ws,
+        rx,
+        options,
+        close_frame: None,
+        deadline: None,
+        pong_deadline: None,
+        idle_deadline: options.idle_timeout.map(|t| Instant::now() + t),
+    };
+    if CatchUnwind::new(hub.handler.on_open(&client))
+        .await
+        .is_err()
+    {
+        driver.start_close(&client, internal_error(), false);
+    }
+    let frame = driver.serve(&hub.handler, &client).await;
+    drop(driver);
+    registration.end();
+    let _ = CatchUnwind::new(hub.handler.on_close(&client, frame)).await;
+}
+
+fn shutdown_close(client: &Client) {
+    client.request_close(
+        CloseFrame::new(CloseCode::AWAY, "server shutting down"),
+        true,
+    );
+}
+
+fn internal_error() -> CloseFrame {
+    CloseFrame::new(CloseCode::INTERNAL, "internal server error")
+}
+
+/// Takes the client out of the registry and marks it closed, at the end of
+/// the connection or when its task unwinds.
+struct Registration(Client);
+
+impl Registration {
+    fn end(&self) {
+        let shared = &self.0.shared;
+        shared.open.store(false, Ordering::Release);
+        shared.clients.remove(shared.id);
+        shared.closed.send_replace(true);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// What woke the connection up.
+enum Step {
+    CloseRequested,
+    Deadline,
+    PongTimeout,
+    Idle,
+    Ping,
+    Incoming(Option<Result<Message, Error>>),
+}
+
+struct Driver<'a> {
+    ws: UpgradedWebSocket,
+    rx: mpsc::Receiver<Message>,
+    options: &'a Options,
+    /// The frame that started the closing handshake, whoever sent it.
+    close_frame: Option<CloseFrame>,
+    /// Closing: the connection is dropped at this instant.
+    deadline: Option<Instant>,
+    /// A keepalive ping is unanswered: fail the connection at this instant.
+    pong_deadline: Option<Instant>,
+    idle_deadline: Option<Instant>,
+}
+
+impl Driver<'_> {
+    /// Runs the connection to its end; returns the frame for `on_close`.
+    async fn serve<H: Handler>(&mut self, handler: &H, client: &Client) -> Option<CloseFrame> {
+        let mut keepalive = self.options.ping_interval.map(|every| {
+            let mut interval = tokio::time::interval_at(Instant::now() + every, every);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
+        loop {
+            let closing = self.deadline.is_some();
+            let (deadline, pong_deadline, idle_deadline) =
+                (self.deadline, self.pong_deadline, self.idle_deadline);
+            let step = tokio::select! {
+                biased;
+                () = client.shared.wake.notified(), if !closing => Step::CloseRequested,
+                () = sleep_opt(deadline) => Step::Deadline,
+                () = sleep_opt(pong_deadline), if !closing => Step::PongTimeout,
+                () = sleep_opt(idle_deadline), if !closing => Step::Idle,
+                () = tick_opt(keepalive.as_mut()), if !closing => Step::Ping,
+                item = poll_fn(|cx| self.poll_io(cx)) => Step::Incoming(item),
+            };
+            match step {
+                Step::CloseRequested => {
+                    let request = client
+                        .shared
+                        .close_request
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .take();
+                    if let Some(request) = request {
+                        self.start_close(client, request.frame, request.drain);
+                    }
+                }
+                Step::Deadline => return self.close_frame.take(),
+                Step::PongTimeout => {
+                    self.fail(
+                        client,
+                        CloseFrame::new(CloseCode::INTERNAL, "keepalive ping timeout"),
+                    )
+                    .await;
+                    return self.close_frame.take();
+                }
+                Step::Idle => {
+                    self.start_close(
+                        client,
+                        CloseFrame::new(CloseCode::AWAY, "idle timeout"),
+                        true,
+                    );
+                }
+                Step::Ping => {
+                    if self.pong_deadline.is_none() {
+                        let ping = Message::Ping(Bytes::from_static(KEEPALIVE));
+                        if Pin::new(&mut self.ws).start_send(ping).is_ok() {
+                            self.pong_deadline = Some(Instant::now() + self.options.pong_timeout);
+                        }
+                    }
+                }
+                Step::Incoming(None) => return self.close_frame.take(),
+                Step::Incoming(Some(Ok(msg))) => {
+                    // Anything the peer sends proves it is alive.
+                    self.pong_deadline = None;
+                    let result = match msg {
+                        Message::Text(_) | Message::Binary(_) => {
+                            if let Some(idle) = self.options.idle_timeout {
+                                self.idle_deadline = Some(Instant::now() + idle);
+                            }
+                            CatchUnwind::new(handler.on_message(msg, client)).await
+                        }
+                        Message::Ping(payload) => {
+                            CatchUnwind::new(handler.on_ping(client, payload)).await
+                        }
+                        Message::Pong(payload) => {
+                            CatchUnwind::new(handler.on_pong(client, payload)).await
+                        }
+                        Message::Close(frame) => {
+                            // RFC 6455 §7.1.5: a close frame without a code is 1005.
+                            let frame =
+                                frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, ""));
+                            self.closing(client, frame);
+                            Ok(())
+                        }
+                    };
+                    if result.is_err() {
+                        self.start_close(client, internal_error(), false);
+                    }
+                }
+                Step::Incoming(Some(Err(err))) => {
+                    // The connection sent this close frame itself when it
+                    // failed; I/O errors end the stream without one.
+                    if let Some(code) = err.close_code() {
+                        self.closing(client, CloseFrame::new(code, err.close_reason()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves queued messages into the WebSocket while it accepts them, then
+    /// reads (which also writes out what is pending).
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let mut ws = Pin::new(&mut self.ws);
+        if self.deadline.is_none() {
+            while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
+                match self.rx.poll_recv(cx) {
+                    // An invalid message (never built by `Client`) is dropped.
+                    Poll::Ready(Some(msg)) => drop(ws.as_mut().start_send(msg)),
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+        }
+        ws.poll_next(cx)
+    }
+
+    /// The closing handshake started (either side): it gets the close
+    /// timeout to finish.
+    fn closing(&mut self, client: &Client, frame: CloseFrame) {
+        client.shared.open.store(false, Ordering::Release);
+        if self.close_frame.is_none() {
+            self.close_frame = Some(frame);
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.options.close_timeout);
+        }
+    }
+
+    /// Sends our close frame (after what is queued, if `drain`).
+    fn start_close(&mut self, client: &Client, frame: CloseFrame, drain: bool) {
+        if self.close_frame.is_some() {
+            return;
+        }
+        let mut ws = Pin::new(&mut self.ws);
+        if drain {
+            while let Ok(msg) = self.rx.try_recv() {
+                drop(ws.as_mut().start_send(msg));
+            }
+        }
+        let close = Message::Close(Some(frame.clone()));
+        if let Err(err) = ws.as_mut().start_send(close) {
+            if err.is_invalid_message() {
+                // A code that may not be sent, or an over-long reason.
+                drop(ws.start_send(Message::Close(None)));
+            }
+        }
+        self.closing(client, frame);
+    }
+
+    /// Fails the connection: sends the close frame and drops the connection
+    /// without waiting for the peer (RFC 6455 §7.1.7).
+    async fn fail(&mut self, client: &Client, frame: CloseFrame) {
+        self.start_close(client, frame, false);
+        let ws = &mut self.ws;
+        let flush = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx));
+        let _ = timeout(self.options.close_timeout, flush).await;
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+async fn tick_opt(interval: Option<&mut Interval>) {
+    match interval {
+        Some(interval) => drop(interval.tick().await),
+        None => pending().await,
+    }
+}
+
+pin_project! {
+    /// Contains a panic of a callback: the connection is closed, the server
+    /// and the other connections go on.
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> CatchUnwind<F> {
+    fn new(inner: F) -> Self {
+        CatchUnwind { inner }
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
