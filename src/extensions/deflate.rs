@@ -23,7 +23,9 @@
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use zlib_rs::{DeflateConfig as ZDeflateConfig, DeflateFlush, InflateFlush, Method, Strategy};
+use zlib_rs::{
+    DeflateConfig as ZDeflateConfig, DeflateFlush, InflateFlush, Method, Status, Strategy,
+};
 
 use super::{Extension, ExtensionOffer};
 use crate::error::{CapacityError, Error, PayloadError};
@@ -324,6 +326,8 @@ pub struct PerMessageDeflate {
     threshold: usize,
     compressor: Option<zlib_rs::Deflate>,
     decompressor: Option<zlib_rs::Inflate>,
+    /// The peer's DEFLATE stream ended inside the current message.
+    stream_ended: bool,
     out: BytesMut,
 }
 
@@ -350,6 +354,7 @@ impl PerMessageDeflate {
             threshold: config.threshold,
             compressor: None,
             decompressor: None,
+            stream_ended: false,
             out: BytesMut::new(),
         }
     }
@@ -398,18 +403,30 @@ impl Extension for PerMessageDeflate {
         out: &mut BytesMut,
         max: usize,
     ) -> Result<(), Error> {
+        if self.stream_ended {
+            // The sender ended the DEFLATE stream (BFINAL) earlier in this
+            // message: what follows until the message ends carries nothing.
+            self.stream_ended = !fin;
+            return Ok(());
+        }
         let mut inflater = match self.decompressor.take() {
             Some(d) => d,
             None => self.new_decompressor(),
         };
-        inflate(&mut inflater, payload, out, max)?;
-        if fin {
+        let mut ended = inflate(&mut inflater, payload, out, max)?;
+        if fin && !ended {
             // RFC 7692 §7.2.2: append 00 00 ff ff to the message's payload.
-            inflate(&mut inflater, &TRAILER, out, max)?;
-            if self.params.client_no_context_takeover {
-                // The next message starts a fresh stream: hold no state.
-                return Ok(());
-            }
+            ended = inflate(&mut inflater, &TRAILER, out, max)?;
+        }
+        if ended {
+            // RFC 7692 §7.2.3.4: a message may end with a final block. The
+            // stream cannot continue, so the next message starts a new one.
+            self.stream_ended = !fin;
+            return Ok(());
+        }
+        if fin && self.params.client_no_context_takeover {
+            // The next message starts a fresh stream: hold no state.
+            return Ok(());
         }
         self.decompressor = Some(inflater);
         Ok(())
@@ -443,12 +460,13 @@ impl Extension for PerMessageDeflate {
 }
 
 /// Inflates `input` onto `out`, failing once `out` would exceed `max`.
+/// Returns whether the DEFLATE stream ended (a block with BFINAL set).
 fn inflate(
     z: &mut zlib_rs::Inflate,
     mut input: &[u8],
     out: &mut BytesMut,
     max: usize,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     loop {
         let start = out.len();
         // Never offer room past the limit (+1 byte to detect overflow).
@@ -461,19 +479,19 @@ fn inflate(
         let produced = (z.total_out() - before_out) as usize;
         out.truncate(start + produced);
         input = &input[consumed..];
-        match result {
-            Ok(_) => {}
-            Err(_) => return Err(Error::payload(PayloadError::CorruptCompressedData)),
-        }
         if out.len() > max {
             return Err(Error::capacity(CapacityError::MessageTooLarge { max }));
         }
+        match result {
+            Ok(Status::StreamEnd) => return Ok(true),
+            Ok(_) => {}
+            Err(_) => return Err(Error::payload(PayloadError::CorruptCompressedData)),
+        }
         if produced < room && input.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if produced == 0 && consumed == 0 {
-            // No progress with input left: the stream ended early (a final
-            // block inside a message) or is corrupt.
+            // No progress with input left and room to write: corrupt data.
             return Err(Error::payload(PayloadError::CorruptCompressedData));
         }
     }
@@ -708,7 +726,11 @@ mod tests {
             let header = format!("permessage-deflate; server_max_window_bits={bits}");
             let mut c = codec(&header, &DeflateConfig::default().threshold(0));
             let wire = c.encode(data.as_bytes()).unwrap().unwrap();
-            assert!(wire.len() < data.len() / 20, "{bits} bits: {} bytes", wire.len());
+            assert!(
+                wire.len() < data.len() / 20,
+                "{bits} bits: {} bytes",
+                wire.len()
+            );
         }
     }
 

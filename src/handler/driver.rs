@@ -3,10 +3,10 @@
 
 use std::future::{Future, pending, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -69,8 +69,10 @@ pub(super) async fn run<H: Handler>(
         deadline: None,
         pong_deadline: None,
         idle_deadline: options.idle_timeout.map(|t| Instant::now() + t),
+        ended: false,
     };
-    if CatchUnwind::new(hub.handler.on_open(&client))
+    if driver
+        .callback(&client, hub.handler.on_open(&client))
         .await
         .is_err()
     {
@@ -133,6 +135,8 @@ struct Driver<'a> {
     /// A keepalive ping is unanswered: fail the connection at this instant.
     pong_deadline: Option<Instant>,
     idle_deadline: Option<Instant>,
+    /// The connection is over (the WebSocket may still wait to be dropped).
+    ended: bool,
 }
 
 impl Driver<'_> {
@@ -144,6 +148,9 @@ impl Driver<'_> {
             interval
         });
         loop {
+            if self.ended {
+                return self.close_frame.take();
+            }
             let closing = self.deadline.is_some();
             let (deadline, pong_deadline, idle_deadline) =
                 (self.deadline, self.pong_deadline, self.idle_deadline);
@@ -168,7 +175,7 @@ impl Driver<'_> {
                         self.start_close(client, request.frame, request.drain);
                     }
                 }
-                Step::Deadline => return self.close_frame.take(),
+                Step::Deadline | Step::Incoming(None) => self.end(client),
                 Step::PongTimeout => {
                     self.fail(
                         client,
@@ -192,7 +199,6 @@ impl Driver<'_> {
                         }
                     }
                 }
-                Step::Incoming(None) => return self.close_frame.take(),
                 Step::Incoming(Some(Ok(msg))) => {
                     // Anything the peer sends proves it is alive.
                     self.pong_deadline = None;
@@ -201,13 +207,15 @@ impl Driver<'_> {
                             if let Some(idle) = self.options.idle_timeout {
                                 self.idle_deadline = Some(Instant::now() + idle);
                             }
-                            CatchUnwind::new(handler.on_message(msg, client)).await
+                            self.callback(client, handler.on_message(msg, client)).await
                         }
                         Message::Ping(payload) => {
-                            CatchUnwind::new(handler.on_ping(client, payload)).await
+                            self.callback(client, handler.on_ping(client, payload))
+                                .await
                         }
                         Message::Pong(payload) => {
-                            CatchUnwind::new(handler.on_pong(client, payload)).await
+                            self.callback(client, handler.on_pong(client, payload))
+                                .await
                         }
                         Message::Close(frame) => {
                             // RFC 6455 §7.1.5: a close frame without a code is 1005.
@@ -221,31 +229,102 @@ impl Driver<'_> {
                         self.start_close(client, internal_error(), false);
                     }
                 }
-                Step::Incoming(Some(Err(err))) => {
-                    // The connection sent this close frame itself when it
-                    // failed; I/O errors end the stream without one.
-                    if let Some(code) = err.close_code() {
-                        self.closing(client, CloseFrame::new(code, err.close_reason()));
+                // I/O errors end the stream without a close frame.
+                Step::Incoming(Some(Err(err))) => self.failed(client, &err),
+            }
+        }
+    }
+
+    /// Runs a callback. Meanwhile the connection keeps sending what is
+    /// queued and carries out a close asked for (by the callback itself,
+    /// say, awaiting [`Client::close`]) without reading ahead: messages that
+    /// arrive after our close frame are discarded.
+    async fn callback<F: Future<Output = ()>>(
+        &mut self,
+        client: &Client,
+        callback: F,
+    ) -> Result<(), ()> {
+        let mut callback = pin!(CatchUnwind::new(callback));
+        loop {
+            let closing = self.deadline.is_some();
+            let deadline = self.deadline;
+            tokio::select! {
+                biased;
+                result = &mut callback => return result,
+                () = client.shared.wake.notified(), if !closing => {
+                    let request = client
+                        .shared
+                        .close_request
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .take();
+                    if let Some(request) = request {
+                        self.start_close(client, request.frame, request.drain);
                     }
+                }
+                () = sleep_opt(deadline), if !self.ended => self.end(client),
+                () = poll_fn(|cx| self.poll_background(cx, client)), if !self.ended => {}
+            }
+        }
+    }
+
+    /// Work done while a callback runs; ready when the connection ended.
+    fn poll_background(&mut self, cx: &mut Context<'_>, client: &Client) -> Poll<()> {
+        if self.deadline.is_none() {
+            self.poll_queue(cx);
+            let _ = Pin::new(&mut self.ws).poll_flush(cx);
+            return Poll::Pending;
+        }
+        loop {
+            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+                Some(Ok(Message::Close(frame))) => {
+                    let frame = frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, ""));
+                    self.closing(client, frame);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => self.failed(client, &err),
+                None => {
+                    self.end(client);
+                    return Poll::Ready(());
                 }
             }
         }
     }
 
-    /// Moves queued messages into the WebSocket while it accepts them, then
-    /// reads (which also writes out what is pending).
-    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+    /// Moves queued messages into the WebSocket while it accepts them.
+    fn poll_queue(&mut self, cx: &mut Context<'_>) {
         let mut ws = Pin::new(&mut self.ws);
-        if self.deadline.is_none() {
-            while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
-                match self.rx.poll_recv(cx) {
-                    // An invalid message (never built by `Client`) is dropped.
-                    Poll::Ready(Some(msg)) => drop(ws.as_mut().start_send(msg)),
-                    Poll::Ready(None) | Poll::Pending => break,
-                }
+        while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
+            match self.rx.poll_recv(cx) {
+                // An invalid message (never built by `Client`) is dropped.
+                Poll::Ready(Some(msg)) => drop(ws.as_mut().start_send(msg)),
+                Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        ws.poll_next(cx)
+    }
+
+    /// Sends what is queued, then reads (which also writes out what is
+    /// pending).
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        if self.deadline.is_none() {
+            self.poll_queue(cx);
+        }
+        Pin::new(&mut self.ws).poll_next(cx)
+    }
+
+    /// The connection failed with `err`: the WebSocket sent the close frame
+    /// that goes with it, if any.
+    fn failed(&mut self, client: &Client, err: &Error) {
+        if let Some(code) = err.close_code() {
+            self.closing(client, CloseFrame::new(code, err.close_reason()));
+        }
+    }
+
+    /// The connection is over: `close()` futures complete.
+    fn end(&mut self, client: &Client) {
+        self.ended = true;
+        client.shared.open.store(false, Ordering::Release);
+        client.shared.closed.send_replace(true);
     }
 
     /// The closing handshake started (either side): it gets the close
@@ -288,6 +367,7 @@ impl Driver<'_> {
         let ws = &mut self.ws;
         let flush = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx));
         let _ = timeout(self.options.close_timeout, flush).await;
+        self.end(client);
     }
 }
 

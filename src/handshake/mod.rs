@@ -214,6 +214,12 @@ pub fn negotiate(
     policy: &Policy,
 ) -> Result<Accept, Reject> {
     use StatusCode as S;
+    if !is_upgrade_attempt(headers) {
+        return Err(Reject::new(
+            S::BAD_REQUEST,
+            "missing \"websocket\" in the Upgrade header",
+        ));
+    }
     if method != Method::GET {
         return Err(Reject::new(
             S::METHOD_NOT_ALLOWED,

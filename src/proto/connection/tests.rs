@@ -1040,6 +1040,25 @@ mod limits {
     }
 
     #[test]
+    fn does_not_preallocate_a_declared_frame_length() {
+        // A header declaring the largest accepted frame (16 MiB) followed by
+        // a few bytes: nothing is reserved for the declared length.
+        let mut conn = server();
+        let mut input = vec![0x82, 0xff, 0, 0, 0, 0, 0x01, 0, 0, 0];
+        input.extend_from_slice(&KEY);
+        input.extend_from_slice(&[0; 10]);
+        conn.receive_data(&input);
+        let mut out = WriteBuf::new();
+        assert!(conn.poll_event(&mut out).is_none());
+        assert!(out.is_empty());
+        assert!(
+            conn.read_buf().capacity() < 4096,
+            "read buffer grew to {}",
+            conn.read_buf().capacity()
+        );
+    }
+
+    #[test]
     fn rejects_frame_above_max_frame_size() {
         let config = Config::default().max_frame_size(100);
         let (msgs, _) = messages(
@@ -1376,6 +1395,112 @@ mod ordering {
                 prop_assert_eq!(drain(&mut out), pongs);
                 prop_assert!(conn.read_buf().is_empty());
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// UTF-8 validation against std, byte by byte (RFC 6455 §8.1 fail-fast)
+// ---------------------------------------------------------------------------
+
+mod utf8_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Mostly valid characters, with stray bytes mixed in.
+    fn text_like() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                6 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
+                1 => any::<u8>().prop_map(|b| vec![b]),
+                1 => Just(b"\xed\xa0\x80".to_vec()),
+                1 => Just(b"\xf4\x90".to_vec()),
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// The first payload index at which the bytes so far can never become
+    /// valid UTF-8, according to std.
+    fn first_definitely_invalid(data: &[u8]) -> Option<usize> {
+        (0..data.len()).find(
+            |&k| matches!(std::str::from_utf8(&data[..=k]), Err(e) if e.error_len().is_some()),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn text_fails_exactly_when_std_says_invalid_and_as_early(
+            data in text_like(),
+            fragments in 1usize..5,
+            cut_every in 1usize..40,
+        ) {
+            // Fragment at arbitrary byte offsets; remember where each payload
+            // byte lands on the wire.
+            let mut wire = Vec::new();
+            let mut wire_pos = Vec::with_capacity(data.len());
+            let n = fragments.min(data.len().max(1));
+            for i in 0..n {
+                let (a, b) = (data.len() * i / n, data.len() * (i + 1) / n);
+                let op = if i == 0 { TEXT } else { CONT };
+                let fin = if i == n - 1 { FIN } else { 0 };
+                let frame = masked(fin | op, &data[a..b]);
+                let header = frame.len() - (b - a);
+                for k in 0..(b - a) {
+                    wire_pos.push(wire.len() + header + k);
+                }
+                wire.extend(frame);
+            }
+
+            let mut conn = server();
+            let mut out = WriteBuf::new();
+            let mut result = None;
+            let mut failed_at = None;
+            for (i, byte) in wire.iter().enumerate() {
+                conn.receive_data(std::slice::from_ref(byte));
+                if let Some(ev) = conn.poll_event(&mut out) {
+                    if ev.is_err() {
+                        failed_at = Some(i);
+                    }
+                    result = Some(ev);
+                    break;
+                }
+            }
+            let valid = std::str::from_utf8(&data).is_ok();
+            match result {
+                Some(Ok(msg)) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(msg.as_payload(), &data[..]);
+                }
+                Some(Err(e)) => {
+                    prop_assert!(!valid, "valid text refused: {:?}", data);
+                    prop_assert!(e.is_invalid_payload());
+                    prop_assert_eq!(drain(&mut out), CLOSE_1007);
+                    let failed_at = failed_at.unwrap();
+                    match first_definitely_invalid(&data) {
+                        // Fail-fast: at the very byte that makes it invalid.
+                        Some(k) => prop_assert_eq!(failed_at, wire_pos[k]),
+                        // Only truncated at the end: fails when the message ends.
+                        None => prop_assert_eq!(failed_at, wire.len() - 1),
+                    }
+                }
+                None => prop_assert!(false, "no event for a complete message"),
+            }
+
+            // Fed in larger pieces, the verdict is the same.
+            let mut conn = server();
+            let mut verdict = None;
+            for piece in wire.chunks(cut_every) {
+                conn.receive_data(piece);
+                if let Some(ev) = conn.poll_event(&mut out) {
+                    verdict = Some(ev.is_ok());
+                    break;
+                }
+            }
+            prop_assert_eq!(verdict, Some(valid));
         }
     }
 }
@@ -1749,23 +1874,35 @@ mod deflate {
     }
 
     #[test]
-    fn rfc7692_7_2_3_3_bfinal_block_literal() {
-        // RFC 7692 §7.2.3.3: a sender may end a message with a DEFLATE block
-        // with BFINAL set: "Hello" as f3 48 cd c9 c9 07 00 00.
+    fn rfc7692_7_2_3_4_bfinal_block_literal() {
+        // RFC 7692 §7.2.3.4: "On platforms on which the flush method using an
+        // empty DEFLATE block with no compression is not available,
+        // implementors can choose to flush data using DEFLATE blocks with
+        // BFINAL set to 1": "Hello" as f3 48 cd c9 c9 07 00 00 (a final fixed
+        // block, then one 0x00 octet).
         let (mut conn, _) = pair(Config::default());
-        let (msgs, _) = messages(
-            &mut conn,
-            &masked(
-                FIN | RSV1_BIT | TEXT,
-                &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
-            ),
-        );
-        assert_eq!(msgs, vec![Message::text("Hello")]);
+        let mut out = WriteBuf::new();
+        conn.receive_data(&masked(
+            FIN | RSV1_BIT | TEXT,
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+        ));
+        let event = conn.poll_event(&mut out).unwrap();
+        assert_eq!(event.map_err(|e| e.to_string()), Ok(Message::text("Hello")));
+        assert!(out.is_empty(), "no close frame");
+
+        // The stream ended with the final block: the sender starts a new one
+        // for its next message, which must inflate too.
+        conn.receive_data(&masked(
+            FIN | RSV1_BIT | TEXT,
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+        ));
+        let event = conn.poll_event(&mut out).unwrap();
+        assert_eq!(event.map_err(|e| e.to_string()), Ok(Message::text("Hello")));
     }
 
     #[test]
-    fn rfc7692_7_2_3_4_two_deflate_blocks_in_one_message() {
-        // RFC 7692 §7.2.3.4: "He" and "llo" as two blocks of one message.
+    fn rfc7692_7_2_3_5_two_deflate_blocks_in_one_message() {
+        // RFC 7692 §7.2.3.5: "He" and "llo" as two blocks of one message.
         let (mut conn, _) = pair(Config::default());
         let (msgs, _) = messages(
             &mut conn,
@@ -1780,8 +1917,8 @@ mod deflate {
     }
 
     #[test]
-    fn rfc7692_7_2_3_5_uncompressed_block_literal() {
-        // RFC 7692 §7.2.3.5: "Hello" in a stored (no compression) block.
+    fn rfc7692_7_2_3_3_uncompressed_block_literal() {
+        // RFC 7692 §7.2.3.3: "Hello" in a stored (no compression) block.
         let (mut conn, _) = pair(Config::default());
         let (msgs, _) = messages(
             &mut conn,
@@ -1878,6 +2015,49 @@ mod deflate {
         input.extend(masked(FIN | CONT, b""));
         let (msgs, _) = messages(&mut conn, &input);
         assert_eq!(msgs, vec![Message::text("fragmented and compressed")]);
+    }
+
+    mod split_property {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn compressed_messages_inflate_whatever_the_fragmentation_and_split(
+                messages_data in proptest::collection::vec(
+                    proptest::collection::vec(0u8..4, 0..3000), 1..4),
+                fragments in 1usize..6,
+                cut_every in 1usize..200,
+            ) {
+                let (mut conn, mut client) = pair(Config::default());
+                let mut wire = Vec::new();
+                for data in &messages_data {
+                    let z = compress(&mut client, data);
+                    let n = fragments.min(z.len());
+                    for i in 0..n {
+                        let (a, b) = (z.len() * i / n, z.len() * (i + 1) / n);
+                        let b0 = if i == 0 { RSV1_BIT | BINARY } else { CONT };
+                        let fin = if i == n - 1 { FIN } else { 0 };
+                        wire.extend(masked(fin | b0, &z[a..b]));
+                    }
+                }
+                let mut out = WriteBuf::new();
+                let mut got = Vec::new();
+                for piece in wire.chunks(cut_every) {
+                    conn.receive_data(piece);
+                    while let Some(ev) = conn.poll_event(&mut out) {
+                        got.push(ev.map_err(|e| e.to_string()));
+                    }
+                }
+                let expected: Vec<Result<Message, String>> = messages_data
+                    .into_iter()
+                    .map(|d| Ok(Message::binary(d)))
+                    .collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
     }
 
     #[test]
