@@ -43,6 +43,9 @@ step "interop: Python websockets client"
 step "interop: Node ws client"
 node --test tests/node/
 
+step "browser: the demo page in headless Chromium (two pages chat, deflate, server close)"
+node --test tests/browser/
+
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
 bash tests/autobahn/run.sh --spawn target/release/examples/echo
 
