@@ -41,10 +41,10 @@ step "interop: Python websockets client"
 .venv/bin/pytest -q tests/python
 
 step "interop: Node ws client"
-node --test tests/node/
+node --test tests/node/*.test.js
 
 step "browser: the demo page in headless Chromium (two pages chat, deflate, server close)"
-node --test tests/browser/
+node --test tests/browser/*.test.mjs
 
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
 bash tests/autobahn/run.sh --spawn target/release/examples/echo

@@ -9,7 +9,8 @@ const readline = require('node:readline');
 const WebSocket = require('ws');
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const DEFAULT_ECHO = path.join(ROOT, 'target', 'release', 'examples', 'echo');
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+const DEFAULT_ECHO = path.join(TARGET, 'release', 'examples', 'echo');
 
 function echoCommand() {
   let p = process.env.TOWER_WS_ECHO || DEFAULT_ECHO;

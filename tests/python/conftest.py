@@ -1,6 +1,6 @@
 """Fixtures: start the echo example (or the stand-in) on a free port.
 
-The binary is target/release/examples/echo (build it with
+The binary is $CARGO_TARGET_DIR (default target)/release/examples/echo (build it with
 `cargo build --release --examples`); TOWER_WS_ECHO overrides the path. A path
 ending in .py (e.g. tests/python/standin_echo.py) runs with this interpreter.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ECHO = ROOT / "target" / "release" / "examples" / "echo"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+DEFAULT_ECHO = (ROOT / TARGET) / "release" / "examples" / "echo"
 START_TIMEOUT = 15.0
 
 
