@@ -9,6 +9,11 @@
 //! - Each upgraded connection becomes a [`WebSocket`]: a `Stream` of
 //!   [`Message`]s and a `Sink` of them, driven by an in-crate sans-I/O
 //!   engine ([`proto::Connection`]).
+//! - [`handler`] is python-WS's callback interface on top of it: implement
+//!   [`handler::Handler`] (`on_open`, `on_message`, `on_close`, ...), serve
+//!   it with a [`handler::Hub`], and broadcast to its [`handler::Clients`],
+//!   with bounded send queues, keepalive pings and graceful shutdown.
+//!   [`WebSocketService::max_connections`] caps how many are open at once.
 //!
 //! ## Quick start
 //!

@@ -21,7 +21,7 @@
 //! }
 //!
 //! let hub = Hub::new(Chat, Options::default());
-//! let clients = hub.clients(); // keep it to shut down gracefully
+//! let clients = hub.clients().clone(); // keep it to shut down gracefully
 //! let service = WebSocketService::new(hub).max_connections(10_000);
 //! # let _ = (service, clients);
 //! ```

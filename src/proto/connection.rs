@@ -98,6 +98,8 @@ pub struct Connection {
     message: Option<PartialMessage>,
     /// Messages parsed ahead of the application (see `process_input`).
     pending: VecDeque<Result<Message, Error>>,
+    /// `pending` ends with a failure that has not taken effect yet.
+    error_pending: bool,
     extension: Option<Box<dyn Extension>>,
     max_message_size: usize,
     max_frame_size: usize,
@@ -117,6 +119,7 @@ impl Connection {
             frame: None,
             message: None,
             pending: VecDeque::new(),
+            error_pending: false,
             extension,
             max_message_size: config.max_message_size,
             max_frame_size: config.max_frame_size,
@@ -142,7 +145,9 @@ impl Connection {
     /// Whether the engine wants more bytes from the transport: it is not
     /// closed and has no parsed messages waiting for the application.
     pub fn wants_read(&self) -> bool {
-        self.state != State::Closed && self.pending.len() < self.max_pending_events
+        self.state != State::Closed
+            && !self.error_pending
+            && self.pending.len() < self.max_pending_events
     }
 
     /// Whether no more frames will flow in either direction: the closing
@@ -187,9 +192,14 @@ impl Connection {
     /// is in `out` and no more events follow.
     pub fn poll_event(&mut self, out: &mut WriteBuf) -> Option<Result<Message, Error>> {
         if let Some(event) = self.pending.pop_front() {
+            if let Err(e) = &event {
+                // A failure found while reading ahead takes effect once the
+                // messages before it are delivered (a no-op if it already did).
+                self.fail(e, out);
+            }
             return Some(event);
         }
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.error_pending {
             return None;
         }
         match self.next_message(out) {
@@ -207,18 +217,31 @@ impl Connection {
     ///
     /// The I/O layer calls this when the application is only writing, so
     /// that pongs and close replies still reach the peer. At most
-    /// `max_pending_events` messages wait; then parsing pauses.
+    /// `max_pending_events` messages wait; then parsing pauses. A protocol
+    /// violation behind waiting messages fails the connection only when
+    /// `poll_event` reaches it, so replies to those messages still go out
+    /// first; with nothing waiting it fails the connection at once.
     pub fn process_input(&mut self, out: &mut WriteBuf) {
-        while self.state != State::Closed && self.pending.len() < self.max_pending_events {
+        while self.wants_read() {
             match self.next_message(out) {
                 Ok(Some(msg)) => self.pending.push_back(Ok(msg)),
                 Ok(None) => break,
                 Err(e) => {
-                    self.fail(&e, out);
+                    if self.pending.is_empty() {
+                        self.fail(&e, out);
+                    } else {
+                        self.error_pending = true;
+                    }
                     self.pending.push_back(Err(e));
                 }
             }
         }
+    }
+
+    /// Reports an error after the messages already parsed (the transport
+    /// failed or ended while the application was not reading).
+    pub(crate) fn defer_error(&mut self, e: Error) {
+        self.pending.push_back(Err(e));
     }
 
     /// Encodes `msg` into `out`.

@@ -301,7 +301,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             match self.poll_read_some(cx) {
                 Poll::Ready(Ok(true)) => {}
                 Poll::Ready(Ok(false)) => {
-                    self.conn.receive_eof();
+                    if let Some(e) = self.conn.receive_eof() {
+                        self.conn.defer_error(e);
+                    }
                     return Ok(());
                 }
                 Poll::Ready(Err(e)) => return Err(self.terminate(e)),

@@ -1775,15 +1775,39 @@ mod process_input {
         conn.receive_data(&masked(FIN | TEXT, b"ok"));
         conn.receive_data(&masked(FIN | TEXT, b"\xff"));
         conn.process_input(&mut out);
-        // The failure is decided (and its close frame written) at once.
-        assert_eq!(drain(&mut out), CLOSE_1007);
-        assert!(conn.is_closed());
+        // The failure waits behind the message: a reply to "ok" still goes
+        // out before the close frame.
+        assert!(out.is_empty());
+        assert!(!conn.is_closed());
+        assert!(!conn.wants_read());
         assert_eq!(
             conn.poll_event(&mut out).unwrap().unwrap(),
             Message::text("ok")
         );
+        conn.send(Message::text("reply"), &mut out).unwrap();
         let err = conn.poll_event(&mut out).unwrap().unwrap_err();
         assert!(err.is_invalid_payload());
+        let mut expected = b"\x81\x05reply".to_vec();
+        expected.extend_from_slice(CLOSE_1007);
+        assert_eq!(drain(&mut out), expected);
+        assert!(conn.is_closed());
+        assert!(conn.poll_event(&mut out).is_none());
+    }
+
+    #[test]
+    fn error_with_nothing_waiting_fails_at_once() {
+        let mut conn = server();
+        let mut out = WriteBuf::new();
+        conn.receive_data(&masked(FIN | TEXT, b"\xff"));
+        conn.process_input(&mut out);
+        assert_eq!(drain(&mut out), CLOSE_1007);
+        assert!(conn.is_closed());
+        assert!(
+            conn.poll_event(&mut out)
+                .unwrap()
+                .unwrap_err()
+                .is_invalid_payload()
+        );
         assert!(conn.poll_event(&mut out).is_none());
     }
 
