@@ -20,6 +20,7 @@
 //! 64 KiB, as python-websockets does. Without context takeover on a side, that
 //! side's state is dropped after each message instead of kept.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
@@ -76,7 +77,7 @@ impl Default for DeflateConfig {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             threshold: 128,
-            max_memory: 320 << 10,
+            max_memory: 64 << 10,
         }
     }
 }
@@ -143,11 +144,16 @@ impl DeflateConfig {
         self
     }
 
-    /// The most memory the zlib state of one connection may take. Window bits
-    /// and memory level are lowered to fit; if even the smallest settings do
-    /// not fit, compression is declined.
+    /// The most memory the zlib state of one connection may hold between
+    /// messages. The decompressor must fit (the client is asked for a
+    /// smaller window if it allows, else compression is declined). The
+    /// compressor is held, keeping its context across messages for the best
+    /// ratio, only if it fits as well; otherwise every message is compressed
+    /// on its own by a compressor borrowed from a small per-thread pool.
+    /// zlib-rs's compressor takes at least 150 KiB (it allocates a fixed
+    /// 128 KiB hash table), so context takeover needs about 192 KiB here.
     ///
-    /// Default is 320 KiB (room for 15-bit windows at memory level 8).
+    /// Default is 64 KiB, as frugal as python-websockets' defaults.
     pub fn max_memory(mut self, bytes: usize) -> Self {
         self.max_memory = bytes;
         self
@@ -165,6 +171,8 @@ pub struct DeflateParams {
     pub server_max_window_bits: u8,
     /// The client's compression window (8 to 15; 15 when not limited).
     pub client_max_window_bits: u8,
+    /// Whether the compressor is kept between messages (context takeover).
+    hold_compressor: bool,
     /// Whether the response names `server_max_window_bits`.
     announce_server_bits: bool,
     /// Whether the response names `client_max_window_bits`.
@@ -254,9 +262,17 @@ fn window_bits(v: &str) -> Option<u8> {
     v.parse::<u8>().ok().filter(|b| (8..=15).contains(b))
 }
 
-/// Estimated bytes of zlib state for these settings.
-fn memory(server_bits: u8, mem_level: u8, client_bits: u8) -> usize {
-    (1 << (server_bits.max(9) + 2)) + (1 << (mem_level + 9)) + (1 << client_bits) + (7 << 10)
+/// Resident bytes of a zlib-rs compressor: its window and chain (four
+/// bytes per window byte), literal buffers (seven bytes per `2^(mem+6)`),
+/// and a hash table of 64 Ki entries that zlib-rs allocates whatever the
+/// settings (128 KiB), plus the state itself.
+fn compressor_memory(bits: u8, mem_level: u8) -> usize {
+    (4 << bits.max(9)) + (7 << (mem_level + 6)) + (128 << 10) + (6 << 10)
+}
+
+/// Resident bytes of a zlib-rs decompressor: its window plus the state.
+fn decompressor_memory(bits: u8) -> usize {
+    (1 << bits) + (7 << 10)
 }
 
 /// Picks the first permessage-deflate offer we can accept, in the client's
@@ -267,7 +283,7 @@ fn memory(server_bits: u8, mem_level: u8, client_bits: u8) -> usize {
 /// use tower_ws::extensions::{deflate::negotiate, parse_extensions};
 ///
 /// let offers = parse_extensions(["permessage-deflate; server_max_window_bits=8"]).unwrap();
-/// let params = negotiate(&offers, &DeflateConfig::default()).unwrap();
+/// let (params, _mem_level) = negotiate(&offers, &DeflateConfig::default()).unwrap();
 /// assert_eq!(params.response(), "permessage-deflate; server_max_window_bits=8");
 /// ```
 pub fn negotiate(offers: &[ExtensionOffer], config: &DeflateConfig) -> Option<(DeflateParams, u8)> {
@@ -280,7 +296,7 @@ pub fn negotiate(offers: &[ExtensionOffer], config: &DeflateConfig) -> Option<(D
 
 /// Accepts an offer: returns the parameters and the memory level to use.
 fn accept(offer: &Offer, config: &DeflateConfig) -> Option<(DeflateParams, u8)> {
-    let mut server_bits = config
+    let server_bits = config
         .server_max_window_bits
         .min(offer.server_max_window_bits.unwrap_or(15));
     // Without the parameter in the offer the client's window may be 15 bits
@@ -289,24 +305,37 @@ fn accept(offer: &Offer, config: &DeflateConfig) -> Option<(DeflateParams, u8)> 
         .client_max_window_bits
         .map(|offered| config.client_max_window_bits.min(offered.unwrap_or(15)));
     let mut client_bits = client_limit.unwrap_or(15);
-    let mut mem_level = config.mem_level;
-    // Fit the configured memory budget, shrinking what we control.
-    while memory(server_bits, mem_level, client_bits) > config.max_memory {
-        if server_bits > 8 {
-            server_bits -= 1;
-        } else if mem_level > 1 {
-            mem_level -= 1;
-        } else if client_limit.is_some() && client_bits > 8 {
+    let client_no_context_takeover =
+        offer.client_no_context_takeover || config.client_no_context_takeover;
+    let server_no_context_takeover =
+        offer.server_no_context_takeover || config.server_no_context_takeover;
+    // The decompressor is held between messages unless the client resets its
+    // context; fit it in the budget by asking the client for a smaller window.
+    let held_decompressor = |bits| {
+        if client_no_context_takeover {
+            0
+        } else {
+            decompressor_memory(bits)
+        }
+    };
+    while held_decompressor(client_bits) > config.max_memory {
+        if client_limit.is_some() && client_bits > 8 {
             client_bits -= 1;
         } else {
             return None;
         }
     }
+    // The compressor is held (context takeover, the best ratio) only when it
+    // fits too; otherwise each message borrows a fresh compressor from a
+    // per-thread pool, which is always decodable by the client.
+    let hold_compressor = !server_no_context_takeover
+        && held_decompressor(client_bits) + compressor_memory(server_bits, config.mem_level)
+            <= config.max_memory;
+    let mem_level = config.mem_level;
     let params = DeflateParams {
-        server_no_context_takeover: offer.server_no_context_takeover
-            || config.server_no_context_takeover,
-        client_no_context_takeover: offer.client_no_context_takeover
-            || config.client_no_context_takeover,
+        server_no_context_takeover,
+        client_no_context_takeover,
+        hold_compressor,
         server_max_window_bits: server_bits,
         client_max_window_bits: client_bits,
         // Answer the client's limit whenever it sent one (RFC 7692 §7.1.2.1),
@@ -328,7 +357,6 @@ pub struct PerMessageDeflate {
     decompressor: Option<zlib_rs::Inflate>,
     /// The peer's DEFLATE stream ended inside the current message.
     stream_ended: bool,
-    out: BytesMut,
 }
 
 impl fmt::Debug for PerMessageDeflate {
@@ -355,7 +383,6 @@ impl PerMessageDeflate {
             compressor: None,
             decompressor: None,
             stream_ended: false,
-            out: BytesMut::new(),
         }
     }
 
@@ -364,8 +391,10 @@ impl PerMessageDeflate {
         &self.params
     }
 
-    fn new_compressor(&self) -> zlib_rs::Deflate {
-        let bits = self.params.server_max_window_bits;
+    /// The zlib settings of this connection's compressor: level, window
+    /// bits, memory level.
+    fn compressor_key(&self) -> CompressorKey {
+        let bits = self.params.server_max_window_bits.max(9);
         // zlib-rs follows zlib-ng, whose fast and medium strategies (levels
         // 1-6) lose most of their ratio on tiny windows: 900 kB of repeated
         // text deflates to 80 kB at 9 bits and level 6, but to 2.7 kB with
@@ -376,14 +405,8 @@ impl PerMessageDeflate {
         } else {
             self.level
         };
-        zlib_rs::Deflate::new_with_config(ZDeflateConfig {
-            level: i32::from(level),
-            method: Method::Deflated,
-            // Raw deflate (negative bits). 8 becomes 9: see the module docs.
-            window_bits: -i32::from(bits.max(9)),
-            mem_level: i32::from(self.mem_level),
-            strategy: Strategy::Default,
-        })
+        // Window bits 8 becomes 9: see the module docs.
+        (level, bits, self.mem_level)
     }
 
     fn new_decompressor(&self) -> zlib_rs::Inflate {
@@ -436,27 +459,75 @@ impl Extension for PerMessageDeflate {
         if payload.len() < self.threshold {
             return Ok(None);
         }
-        let mut deflater = match self.compressor.take() {
-            Some(c) => c,
-            None => self.new_compressor(),
-        };
-        self.out.clear();
-        deflate(&mut deflater, payload, &mut self.out)?;
-        // RFC 7692 §7.2.1: remove the 00 00 ff ff the sync flush ended with.
-        if self.out.ends_with(&TRAILER) {
-            self.out.truncate(self.out.len() - TRAILER.len());
+        // The output is the frame payload: it lives until written, so it is
+        // allocated per message rather than kept in the codec.
+        let mut out = BytesMut::new();
+        if self.params.hold_compressor {
+            let key = self.compressor_key();
+            let deflater = self.compressor.get_or_insert_with(|| new_compressor(key));
+            deflate(deflater, payload, &mut out)?;
+        } else {
+            with_pooled_compressor(self.compressor_key(), |deflater| {
+                deflate(deflater, payload, &mut out)
+            })?;
         }
-        if self.out.is_empty() {
+        // RFC 7692 §7.2.1: remove the 00 00 ff ff the sync flush ended with.
+        if out.ends_with(&TRAILER) {
+            out.truncate(out.len() - TRAILER.len());
+        }
+        if out.is_empty() {
             // zlib emits nothing for an empty input right after a flush; the
             // peer still needs a block to append 00 00 ff ff to: an empty
             // stored block's header (RFC 7692 §7.2.3.6).
-            self.out.extend_from_slice(&[0x00]);
+            out.extend_from_slice(&[0x00]);
         }
-        if !self.params.server_no_context_takeover {
-            self.compressor = Some(deflater);
+        if out.capacity() > 2 * out.len() + 1024 {
+            // Compressed far below its buffer: do not keep the slack alive
+            // while the frame waits to be written.
+            return Ok(Some(Bytes::copy_from_slice(&out)));
         }
-        Ok(Some(self.out.split().freeze()))
+        Ok(Some(out.freeze()))
     }
+}
+
+/// Level, window bits and memory level of a compressor.
+type CompressorKey = (u8, u8, u8);
+
+fn new_compressor((level, bits, mem_level): CompressorKey) -> zlib_rs::Deflate {
+    zlib_rs::Deflate::new_with_config(ZDeflateConfig {
+        level: i32::from(level),
+        method: Method::Deflated,
+        // Negative window bits: raw deflate, no zlib header.
+        window_bits: -i32::from(bits),
+        mem_level: i32::from(mem_level),
+        strategy: Strategy::Default,
+    })
+}
+
+/// Compressors kept per thread for connections that do not hold their own.
+const POOL_PER_THREAD: usize = 4;
+
+thread_local! {
+    static POOL: RefCell<Vec<(CompressorKey, zlib_rs::Deflate)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a fresh compressor for `key` from this thread's pool, and
+/// resets it (a new stream for the next message) before putting it back.
+fn with_pooled_compressor<R>(key: CompressorKey, f: impl FnOnce(&mut zlib_rs::Deflate) -> R) -> R {
+    let pooled = POOL.with_borrow_mut(|pool| {
+        let found = pool.iter().position(|(k, _)| *k == key)?;
+        Some(pool.swap_remove(found).1)
+    });
+    let mut deflater = pooled.unwrap_or_else(|| new_compressor(key));
+    let result = f(&mut deflater);
+    deflater.reset();
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() == POOL_PER_THREAD {
+            pool.remove(0);
+        }
+        pool.push((key, deflater));
+    });
+    result
 }
 
 /// Inflates `input` onto `out`, failing once `out` would exceed `max`.
@@ -501,8 +572,8 @@ fn inflate(
 fn deflate(z: &mut zlib_rs::Deflate, mut input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
     loop {
         let start = out.len();
-        // Deflate output of n bytes is at most n + 5 bytes per 16 KiB block + 6.
-        let room = (input.len() + input.len() / 1024 + 64).clamp(64, 4 * STEP);
+        // Start small (most messages compress well) and grow as needed.
+        let room = (input.len() / 4 + 64).clamp(64, 4 * STEP);
         out.resize(start + room, 0);
         let before_in = z.total_in();
         let before_out = z.total_out();
@@ -624,27 +695,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn memory_budget_lowers_windows_or_declines() {
-        let tight = DeflateConfig::default()
-            .server_max_window_bits(15)
-            .max_memory(40 << 10);
-        let (params, _) = negotiate(
-            &parse_extensions(["permessage-deflate; client_max_window_bits"]).unwrap(),
-            &tight,
-        )
-        .unwrap();
-        assert!(
-            memory(
-                params.server_max_window_bits,
-                5,
-                params.client_max_window_bits
-            ) <= 40 << 10
-        );
-        let impossible = DeflateConfig::default().max_memory(1024);
-        assert_eq!(respond("permessage-deflate", &impossible), None);
-    }
-
     fn codec(header: &str, config: &DeflateConfig) -> PerMessageDeflate {
         let (params, mem) = negotiate(&parse_extensions([header]).unwrap(), config).unwrap();
         PerMessageDeflate::new(params, mem, config)
@@ -654,6 +704,27 @@ mod tests {
         (0..n)
             .map(|i| b"the quick brown fox jumps over "[i % 31] ^ (i / 997) as u8)
             .collect()
+    }
+
+    #[test]
+    fn memory_budget_decides_what_is_held() {
+        let offer = parse_extensions(["permessage-deflate; client_max_window_bits"]).unwrap();
+        // The default budget holds the decompressor but not the compressor.
+        let (params, _) = negotiate(&offer, &DeflateConfig::default()).unwrap();
+        assert!(!params.hold_compressor);
+        assert_eq!(params.client_max_window_bits, 12);
+        // A generous budget keeps the compressor's context.
+        let roomy = DeflateConfig::default().max_memory(256 << 10);
+        assert!(negotiate(&offer, &roomy).unwrap().0.hold_compressor);
+        // A tight one asks the client for a smaller window...
+        let tight = DeflateConfig::default().max_memory(8 << 10);
+        let (params, _) = negotiate(&offer, &tight).unwrap();
+        assert!(decompressor_memory(params.client_max_window_bits) <= 8 << 10);
+        assert_eq!(params.client_max_window_bits, 10);
+        assert!(params.response().contains("client_max_window_bits=10"));
+        // ...and declines compression when the client cannot shrink it.
+        let plain = parse_extensions(["permessage-deflate"]).unwrap();
+        assert_eq!(negotiate(&plain, &tight), None);
     }
 
     #[test]

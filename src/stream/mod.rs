@@ -355,9 +355,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// close timeout passes) so our close frame is not lost to a TCP reset.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.shutdown {
-            if let Err(e) = ready!(self.poll_write_out(cx)) {
-                self.shutdown = true;
-                return Poll::Ready(Err(e));
+            match self.poll_write_out(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    self.shutdown = true;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => {
+                    // A peer that does not read cannot hold the connection
+                    // open: past the close timeout, drop what is unsent.
+                    let close_timeout = self.close_timeout;
+                    let deadline = self
+                        .deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(close_timeout)));
+                    ready!(deadline.as_mut().poll(cx));
+                    self.shutdown = true;
+                    return Poll::Ready(Ok(()));
+                }
             }
             // A failed shutdown means the peer is gone: nothing left to do.
             let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
