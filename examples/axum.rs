@@ -1,0 +1,82 @@
+//! tower-ws in an axum 0.8 Router: the WebSocket is one route among
+//! ordinary ones, and both kinds share state.
+//!
+//! Run: `cargo run --example axum -- [ADDR]` (ADDR defaults to
+//! 127.0.0.1:3000; 127.0.0.1:0 picks a free port). It prints
+//! `tower-ws in axum on http://ADDR/`. Then:
+//! - `curl http://ADDR/` — an ordinary route;
+//! - `websocat ws://ADDR/ws` — every message comes back numbered, `#N: text`;
+//! - `curl http://ADDR/stats` — how many WebSocket messages arrived so far,
+//!   counted by the WebSocket handler in state the route shares.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use tower_ws::handler::{Client, Handler, Hub, Options};
+use tower_ws::{Message, WebSocketService};
+
+/// State shared by the HTTP routes and the WebSocket handler.
+#[derive(Clone, Default)]
+struct Stats {
+    messages: Arc<AtomicU64>,
+}
+
+/// Answers every message with its number.
+struct Numbered {
+    stats: Stats,
+}
+
+impl Handler for Numbered {
+    async fn on_message(&self, msg: Message, client: &Client) {
+        let n = self.stats.messages.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(text) = msg.as_text() {
+            client.write_message(format!("#{n}: {text}")).ok();
+        }
+    }
+}
+
+async fn index() -> &'static str {
+    "tower-ws in axum: WebSocket at /ws, message count at /stats\n"
+}
+
+async fn show_stats(State(stats): State<Stats>) -> String {
+    format!("messages: {}\n", stats.messages.load(Ordering::Relaxed))
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("127.0.0.1:3000")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+
+    let stats = Stats::default();
+    let hub = Hub::new(
+        Numbered {
+            stats: stats.clone(),
+        },
+        Options::default(),
+    );
+    let clients = hub.clients().clone();
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/stats", get(show_stats))
+        .route_service("/ws", WebSocketService::new(hub).max_connections(1000))
+        .with_state(stats);
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("tower-ws in axum on http://{}/", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            clients.shutdown(Duration::from_secs(3)).await;
+        })
+        .await
+}

@@ -1,0 +1,203 @@
+//! The examples as programs: each is started on a free port and spoken to
+//! over real TCP. Plain `cargo test` builds the examples next to this test;
+//! with a target filter (`cargo test --test examples`) run
+//! `cargo build --examples` first.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running example; killed when dropped.
+struct Example {
+    _child: Child,
+    /// `127.0.0.1:PORT`
+    addr: String,
+}
+
+/// `target/<profile>/examples/<name>`: this test runs from
+/// `target/<profile>/deps/`, and `cargo test` builds the examples.
+fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Starts an example on 127.0.0.1:0 and reads its URL from the first line.
+async fn start(name: &str) -> Example {
+    let path = example_path(name);
+    let mut child = Command::new(&path)
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (cargo build --examples): {e}",
+                path.display()
+            )
+        });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    timeout(WAIT, stdout.read_line(&mut line))
+        .await
+        .expect("the example prints its URL")
+        .unwrap();
+    let start = line
+        .find("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr: String = line[start + "http://".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    // Keep draining stdout so the example never blocks on a full pipe.
+    tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = stdout.read_to_end(&mut sink).await;
+    });
+    Example {
+        _child: child,
+        addr,
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status line and the body.
+async fn get(addr: &str, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    timeout(WAIT, tcp.read_to_end(&mut response))
+        .await
+        .expect("a response in time")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a complete response");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+        if let Message::Text(text) = msg {
+            return text.to_string();
+        }
+    }
+}
+
+#[tokio::test]
+async fn axum_example_serves_routes_and_a_websocket_sharing_state() {
+    let example = start("axum").await;
+    let (status, body) = get(&example.addr, "/").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("WebSocket at /ws"), "{body}");
+    assert_eq!(get(&example.addr, "/stats").await.1, "messages: 0\n");
+
+    let (mut ws, _) = connect_async(format!("ws://{}/ws", example.addr))
+        .await
+        .unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "#1: hello");
+    ws.send(Message::text("again")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "#2: again");
+    assert_eq!(get(&example.addr, "/stats").await.1, "messages: 2\n");
+}
+
+#[tokio::test]
+async fn hyper_example_serves_a_route_and_a_websocket() {
+    let example = start("hyper").await;
+    let (status, body) = get(&example.addr, "/").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.starts_with("hello from hyper"), "{body}");
+    assert!(get(&example.addr, "/nope").await.0.contains("404"));
+
+    let (mut ws, _) = connect_async(format!("ws://{}/ws", example.addr))
+        .await
+        .unwrap();
+    ws.send(Message::text("echo me")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "echo me");
+}
+
+#[tokio::test]
+async fn demo_serves_the_page_and_the_chat() {
+    let example = start("demo").await;
+    let (status, body) = get(&example.addr, "/").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("<title>tower-ws chat</title>"));
+    // Upgrades elsewhere than /ws go to the static files.
+    assert!(get(&example.addr, "/missing.txt").await.0.contains("404"));
+
+    let url = format!("ws://{}/ws", example.addr);
+    let (mut alice, _) = connect_async(&url).await.unwrap();
+    assert!(
+        next_text(&mut alice)
+            .await
+            .starts_with(r#"{"type":"welcome""#)
+    );
+    let (mut bob, _) = connect_async(&url).await.unwrap();
+    assert!(
+        next_text(&mut bob)
+            .await
+            .starts_with(r#"{"type":"welcome""#)
+    );
+    assert!(next_text(&mut alice).await.starts_with(r#"{"type":"join""#));
+
+    alice.send(Message::text("hi \"bob\"")).await.unwrap();
+    for ws in [&mut alice, &mut bob] {
+        let event = next_text(ws).await;
+        assert!(event.starts_with(r#"{"type":"message""#), "{event}");
+        assert!(event.ends_with(r#""text":"hi \"bob\""}"#), "{event}");
+    }
+}
+
+#[tokio::test]
+async fn callbacks_example_broadcasts_every_message() {
+    let example = start("callbacks").await;
+    let url = format!("ws://{}/", example.addr);
+    let (mut a, _) = connect_async(&url).await.unwrap();
+    let (mut b, _) = connect_async(&url).await.unwrap();
+    // Both are registered once a message from b reaches a.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        b.send(Message::text("ready?")).await.unwrap();
+        assert_eq!(next_text(&mut b).await, "ready?");
+        if let Ok(Some(Ok(Message::Text(t)))) = timeout(Duration::from_millis(100), a.next()).await
+        {
+            assert_eq!(t.as_str(), "ready?");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a never joined");
+    }
+    a.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    for ws in [&mut a, &mut b] {
+        loop {
+            match timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
+                Message::Binary(data) => {
+                    assert_eq!(&data[..], [1, 2, 3]);
+                    break;
+                }
+                Message::Text(t) => assert_eq!(t.as_str(), "ready?"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
