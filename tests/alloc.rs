@@ -1,0 +1,166 @@
+//! No allocation per message on the echo hot path: counted with a counting
+//! global allocator, in the sans-I/O engine and in the async WebSocket over
+//! real TCP.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Buf;
+use tower_ws::proto::{Connection, Role, WriteBuf};
+use tower_ws::{Config, Message, WebSocket};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Only allocations made on a thread that opted in are counted.
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; counting touches no allocation.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTED.try_with(Cell::get).unwrap_or(false) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTED.try_with(Cell::get).unwrap_or(false) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Counts the allocations `f` makes on this thread.
+fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTED.with(|c| c.set(true));
+    let result = f();
+    COUNTED.with(|c| c.set(false));
+    (result, ALLOCATIONS.load(Ordering::Relaxed) - before)
+}
+
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut f = vec![0x80 | opcode];
+    if payload.len() < 126 {
+        f.push(0x80 | payload.len() as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+#[test]
+fn engine_echo_allocates_nothing_per_message() {
+    for size in [20usize, 1024, 4000] {
+        let frame = masked_frame(0x2, &vec![7u8; size]);
+        let mut conn = Connection::new(Role::Server, &Config::default(), None);
+        let mut out = WriteBuf::new();
+        let mut echo_one = |conn: &mut Connection, out: &mut WriteBuf| {
+            let buf = conn.read_buf();
+            buf.reserve(8 << 10);
+            buf.extend_from_slice(&frame);
+            let msg = conn.poll_event(out).unwrap().unwrap();
+            assert_eq!(msg.len(), size);
+            conn.send(msg, out).unwrap();
+            let n = out.remaining();
+            out.advance(n);
+        };
+        for _ in 0..100 {
+            echo_one(&mut conn, &mut out);
+        }
+        let ((), allocations) = count(|| {
+            for _ in 0..10_000 {
+                echo_one(&mut conn, &mut out);
+            }
+        });
+        assert_eq!(
+            allocations, 0,
+            "{size}-byte messages: {allocations} allocations in 10,000 echoes"
+        );
+    }
+}
+
+#[test]
+fn websocket_echo_over_tcp_allocates_nothing_per_message() {
+    use futures_util::{SinkExt, StreamExt};
+
+    const WARMUP: usize = 500;
+    const MEASURED: usize = 5_000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+            // The transport after a handshake: the client starts with frames.
+            let mut ws = WebSocket::from_raw(tcp, &Config::default(), None);
+            let mut echoed = 0;
+            let mut allocations = 0;
+            while let Some(Ok(msg)) = ws.next().await {
+                if echoed == WARMUP {
+                    COUNTED.with(|c| c.set(true));
+                    allocations = ALLOCATIONS.load(Ordering::Relaxed);
+                }
+                if let Message::Binary(_) = msg {
+                    ws.send(msg).await.unwrap();
+                    echoed += 1;
+                }
+                if echoed == WARMUP + MEASURED {
+                    COUNTED.with(|c| c.set(false));
+                    return ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+                }
+            }
+            panic!("the client left early");
+        })
+    });
+
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_nodelay(true).unwrap();
+    let frame = masked_frame(0x2, &[42u8; 20]);
+    let mut reply = [0u8; 22];
+    for _ in 0..WARMUP + MEASURED {
+        client.write_all(&frame).unwrap();
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[..2], &[0x82, 20]);
+    }
+    let allocations = server.join().unwrap();
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in {MEASURED} echoes over TCP"
+    );
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    let (v, allocations) = count(|| vec![1u8; 100]);
+    assert_eq!(v.len(), 100);
+    assert_eq!(allocations, 1);
+}
