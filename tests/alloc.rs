@@ -5,7 +5,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Buf;
 use tower_ws::proto::{Connection, Role, WriteBuf};
@@ -13,20 +12,28 @@ use tower_ws::{Config, Message, WebSocket};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
-    /// Only allocations made on a thread that opted in are counted.
+    /// Only allocations made on a thread that opted in are counted, per
+    /// thread, so tests running in parallel do not count each other's.
     static COUNTED: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+    }
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
 }
 
 // SAFETY: forwards to the system allocator; counting touches no allocation.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTED.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -37,9 +44,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTED.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        note_allocation();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -50,11 +55,11 @@ static GLOBAL: Counting = Counting;
 
 /// Counts the allocations `f` makes on this thread.
 fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     COUNTED.with(|c| c.set(true));
     let result = f();
     COUNTED.with(|c| c.set(false));
-    (result, ALLOCATIONS.load(Ordering::Relaxed) - before)
+    (result, allocations() - before)
 }
 
 fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -77,7 +82,7 @@ fn engine_echo_allocates_nothing_per_message() {
         let frame = masked_frame(0x2, &vec![7u8; size]);
         let mut conn = Connection::new(Role::Server, &Config::default(), None);
         let mut out = WriteBuf::new();
-        let mut echo_one = |conn: &mut Connection, out: &mut WriteBuf| {
+        let echo_one = |conn: &mut Connection, out: &mut WriteBuf| {
             let buf = conn.read_buf();
             buf.reserve(8 << 10);
             buf.extend_from_slice(&frame);
@@ -123,11 +128,11 @@ fn websocket_echo_over_tcp_allocates_nothing_per_message() {
             // The transport after a handshake: the client starts with frames.
             let mut ws = WebSocket::from_raw(tcp, &Config::default(), None);
             let mut echoed = 0;
-            let mut allocations = 0;
+            let mut baseline = 0;
             while let Some(Ok(msg)) = ws.next().await {
                 if echoed == WARMUP {
                     COUNTED.with(|c| c.set(true));
-                    allocations = ALLOCATIONS.load(Ordering::Relaxed);
+                    baseline = allocations();
                 }
                 if let Message::Binary(_) = msg {
                     ws.send(msg).await.unwrap();
@@ -135,7 +140,7 @@ fn websocket_echo_over_tcp_allocates_nothing_per_message() {
                 }
                 if echoed == WARMUP + MEASURED {
                     COUNTED.with(|c| c.set(false));
-                    return ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+                    return allocations() - baseline;
                 }
             }
             panic!("the client left early");
