@@ -12,10 +12,13 @@
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower_ws::{Config, DeflateConfig, Message, RequestHead, UpgradedWebSocket, WebSocketService};
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Echoes data messages. `feed` queues the reply without flushing: the
 /// WebSocket writes everything queued once it has no more complete input,
@@ -56,11 +59,14 @@ async fn main() -> std::io::Result<()> {
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
         .deflate(deflate.then(|| {
-            // Compress everything, with the client's window wherever it asks.
+            // Compress everything, with the client's window wherever it asks,
+            // and keep the compressor's context between messages (a budget
+            // that holds 15-bit windows both ways).
             DeflateConfig::default()
                 .threshold(0)
                 .server_max_window_bits(15)
                 .client_max_window_bits(15)
+                .max_memory(1 << 20)
         }));
     let service = WebSocketService::new(echo).config(config);
 
@@ -81,7 +87,20 @@ async fn main() -> std::io::Result<()> {
         tcp.set_nodelay(true)?;
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
+            // Slow or silent clients: hyper's header read timeout (which needs
+            // a timer) runs from the first byte of a request head, so a
+            // connection that sends nothing gets the same deadline here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let _ = builder
                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                 .await;
         });
