@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{UpgradeHandler, WebSocketLayer};
+use super::{RequestHead, UpgradeHandler, WebSocketLayer};
 use crate::config::Config;
 use crate::extensions::Extension;
 use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
@@ -276,6 +276,7 @@ where
         let response = accept.response();
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (head, _body) = req.into_parts();
+        let head = detach(head);
         let handler = self.handler.clone();
         let settings = self.settings.clone();
         #[cfg(feature = "deflate")]
@@ -301,6 +302,27 @@ where
         });
         ResponseFuture::ready(response)
     }
+}
+
+/// Copies the URI and header values out of the request head. hyper parses
+/// them without copying, as slices of its connection read buffer, so a head
+/// kept for the life of a WebSocket would pin that whole buffer (8 KiB or
+/// more): copying a few hundred bytes once per connection frees it.
+fn detach(mut head: RequestHead) -> RequestHead {
+    let mut headers = http::HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
+        let mut copy = http::HeaderValue::from_bytes(value.as_bytes())
+            .expect("copied from a valid header value");
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), copy);
+    }
+    head.headers = headers;
+    if let Ok(uri) =
+        http::Uri::from_maybe_shared(Bytes::copy_from_slice(head.uri.to_string().as_bytes()))
+    {
+        head.uri = uri;
+    }
+    head
 }
 
 /// The default inner service of a [`WebSocketService`] mounted on a route of

@@ -196,6 +196,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// Reads once from the transport into the engine. `Ok(false)` is EOF.
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        if self.conn.read_buf().capacity() == 0 {
+            // A connection that has received nothing yet holds no read buffer:
+            // wait for its first bytes with a small one on the stack, so
+            // thousands of idle connections cost little memory.
+            let mut first = [0u8; 1024];
+            let mut first = tokio::io::ReadBuf::new(&mut first);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut first)).map_err(Error::io)?;
+            if first.filled().is_empty() {
+                return Poll::Ready(Ok(false));
+            }
+            let buf = self.conn.read_buf();
+            buf.reserve(self.read_buffer_size);
+            buf.extend_from_slice(first.filled());
+            return Poll::Ready(Ok(true));
+        }
         let buf = self.conn.read_buf();
         if buf.capacity() - buf.len() < self.read_buffer_size / 2 {
             buf.reserve(self.read_buffer_size);
@@ -250,6 +265,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     }
                     _ => {}
                 }
+            } else if self.out.len() >= self.high_water {
+                // A split reader while the writer is blocked on the transport:
+                // the same rule. The writer wakes this reader once it has
+                // written the queue out (or when it is dropped).
+                return Poll::Pending;
             }
             match ready!(self.poll_read_some(cx)) {
                 Ok(true) => {}

@@ -136,6 +136,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<IO> {
     }
 }
 
+impl<IO> Drop for WebSocketWriter<IO> {
+    fn drop(&mut self) {
+        // A writer dropped while blocked must not leave the reader waiting for
+        // it: the reader takes over writing output (pongs, close replies).
+        let mut s = lock(&self.shared);
+        s.writer_waiting = false;
+        if let Some(w) = s.reader_waker.take() {
+            w.wake();
+        }
+    }
+}
+
 impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketWriter<IO> {
     type Error = Error;
 

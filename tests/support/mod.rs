@@ -44,6 +44,52 @@ pub async fn serve<H: UpgradeHandler>(
     addr
 }
 
+/// Like [`serve`], with hyper's HTTP/1 `header_read_timeout` set (and the
+/// timer it needs): a client that does not complete its request head within
+/// `header_read_timeout`, or sends nothing at all, is disconnected
+/// (slowloris). Not covered: a client whose first bytes are a prefix of the
+/// HTTP/2 preface (`PRI * HTTP/2.0...`), which hyper-util's auto builder
+/// waits on without a timeout (see tests/hostile.rs).
+pub async fn serve_with_timeouts<H: UpgradeHandler>(
+    service: WebSocketService<H, tower_ws::UpgradeRequired>,
+    header_read_timeout: Duration,
+) -> SocketAddr {
+    let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+            b"hello from the inner service",
+        ))))
+    });
+    let service = service.with_inner(inner);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let svc = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                // hyper starts the header timer at the first byte of a head:
+                // a client that sends nothing at all needs a timer of its own.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(header_read_timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read_timeout);
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 pub fn upgrade_request(path: &str, extra: &str) -> String {
