@@ -150,6 +150,15 @@ impl Connection {
             && self.pending.len() < self.max_pending_events
     }
 
+    /// How many more bytes the frame being received needs (0 between
+    /// frames). The I/O layer reads that much at once, up to a cap, instead
+    /// of in `read_buffer_size` pieces.
+    pub fn frame_remaining(&self) -> usize {
+        self.frame.as_ref().map_or(0, |f| {
+            (f.header.payload_len as usize).saturating_sub(self.read.len())
+        })
+    }
+
     /// Whether no more frames will flow in either direction: the closing
     /// handshake completed or the connection failed. Once the caller has
     /// written out the `WriteBuf`, it should close the transport (the server

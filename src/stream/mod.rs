@@ -23,6 +23,10 @@ use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::proto::{Connection, Role, WriteBuf};
 
+/// The most a single read asks for beyond `read_buffer_size`, to finish a
+/// large frame in fewer reads.
+const MAX_READ_AHEAD: usize = 256 << 10;
+
 /// Up to this many buffers go into one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -211,9 +215,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             buf.extend_from_slice(first.filled());
             return Poll::Ready(Ok(true));
         }
+        // Read the rest of a large frame at once (up to a cap: a declared
+        // length is not trusted with memory), else `read_buffer_size`.
+        let want = self
+            .read_buffer_size
+            .max(self.conn.frame_remaining().min(MAX_READ_AHEAD));
         let buf = self.conn.read_buf();
-        if buf.capacity() - buf.len() < self.read_buffer_size / 2 {
-            buf.reserve(self.read_buffer_size);
+        if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
         }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),
