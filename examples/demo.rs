@@ -13,14 +13,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tower_http::services::ServeDir;
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{CloseFrame, Message, WebSocketService};
 
 const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
+
+/// How long a client may take to send a request head (also the idle limit of
+/// a keep-alive HTTP connection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long Ctrl-C waits for the browsers to answer the 1001 close.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
@@ -111,8 +115,13 @@ async fn main() -> std::io::Result<()> {
         };
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            // HTTP/1.1 only (browsers upgrade over it), with a deadline for
+            // request heads so slow or silent clients cannot hold sockets.
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades()
                 .await;
         });
     }

@@ -7,7 +7,8 @@
 #   3. interop with real clients we do not write: Python `websockets`,
 #      Node `ws`, headless Chromium,
 #   4. the Autobahn|Testsuite cases against the echo example,
-#   5. a build of the benchmarks (they are run by bench/run.sh, not here).
+#   5. a short, bounded fuzzing run of every cargo-fuzz target,
+#   6. a build of the benchmarks (they are run by bench/run.sh, not here).
 # Each step prints a banner; the first failure stops the run.
 #
 #   bash scripts/test.sh
@@ -48,6 +49,9 @@ node --test tests/browser/*.test.mjs
 
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
 bash tests/autobahn/run.sh --spawn target/release/examples/echo
+
+step "fuzzing: every target for ${FUZZ_SECONDS:-30} s (cargo-fuzz, seeds in fuzz/corpus)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
 step "benchmarks build (cargo bench --no-run, bench/ harness)"
 cargo bench --no-run

@@ -100,6 +100,8 @@ pub struct Connection {
     pending: VecDeque<Result<Message, Error>>,
     /// `pending` ends with a failure that has not taken effect yet.
     error_pending: bool,
+    /// Payload bytes of the messages in `pending`.
+    pending_bytes: usize,
     extension: Option<Box<dyn Extension>>,
     max_message_size: usize,
     max_frame_size: usize,
@@ -120,6 +122,7 @@ impl Connection {
             message: None,
             pending: VecDeque::new(),
             error_pending: false,
+            pending_bytes: 0,
             extension,
             max_message_size: config.max_message_size,
             max_frame_size: config.max_frame_size,
@@ -145,9 +148,13 @@ impl Connection {
     /// Whether the engine wants more bytes from the transport: it is not
     /// closed and has no parsed messages waiting for the application.
     pub fn wants_read(&self) -> bool {
+        // Read-ahead holds at most `max_pending_events` messages and about one
+        // message's worth of bytes (a small compressed frame can inflate to
+        // `max_message_size`).
         self.state != State::Closed
             && !self.error_pending
             && self.pending.len() < self.max_pending_events
+            && self.pending_bytes < self.max_message_size
     }
 
     /// How many more bytes the frame being received needs (0 between
@@ -201,6 +208,9 @@ impl Connection {
     /// is in `out` and no more events follow.
     pub fn poll_event(&mut self, out: &mut WriteBuf) -> Option<Result<Message, Error>> {
         if let Some(event) = self.pending.pop_front() {
+            if let Ok(msg) = &event {
+                self.pending_bytes -= msg.len();
+            }
             if let Err(e) = &event {
                 // A failure found while reading ahead takes effect once the
                 // messages before it are delivered (a no-op if it already did).
@@ -233,7 +243,10 @@ impl Connection {
     pub fn process_input(&mut self, out: &mut WriteBuf) {
         while self.wants_read() {
             match self.next_message(out) {
-                Ok(Some(msg)) => self.pending.push_back(Ok(msg)),
+                Ok(Some(msg)) => {
+                    self.pending_bytes += msg.len();
+                    self.pending.push_back(Ok(msg));
+                }
                 Ok(None) => break,
                 Err(e) => {
                     if self.pending.is_empty() {

@@ -1,0 +1,55 @@
+//! fastwebsockets echo peer, shaped like its examples/echo_server.rs: hyper 1
+//! upgrade, `FragmentCollector`, auto close/pong, `unconstrained` task.
+
+use fastwebsockets::{FragmentCollector, OpCode, WebSocketError, upgrade};
+use http_body_util::Empty;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tower_ws_bench::{MAX_MESSAGE, announce, listen_addr, runtime};
+
+async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
+    let mut ws = fut.await?;
+    ws.set_auto_close(true);
+    ws.set_auto_pong(true);
+    ws.set_max_message_size(MAX_MESSAGE);
+    let mut ws = FragmentCollector::new(ws);
+    loop {
+        let frame = ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Close => return Ok(()),
+            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+            _ => {}
+        }
+    }
+}
+
+async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, WebSocketError> {
+    let (response, fut) = upgrade::upgrade(&mut req)?;
+    tokio::spawn(tokio::task::unconstrained(async move {
+        let _ = echo(fut).await;
+    }));
+    Ok(response)
+}
+
+fn main() {
+    runtime().block_on(async {
+        let listener = TcpListener::bind(listen_addr()).await.expect("bind");
+        announce(listener.local_addr().unwrap());
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service_fn(upgrade))
+                    .with_upgrades();
+                let _ = conn.await;
+            });
+        }
+    });
+}

@@ -1,0 +1,387 @@
+//! The load generator's WebSocket client: a hand-written handshake and a
+//! streaming frame reader that checks echoes without copying them.
+
+use std::io::{Error, ErrorKind, Result};
+
+use base64::Engine;
+use flate2::{Decompress, FlushDecompress};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::payload::Rng;
+use crate::{accept_key, header};
+
+/// What the server agreed to in the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deflate {
+    /// LZ77 window the client's compressor may use (`client_max_window_bits`).
+    pub client_window_bits: u8,
+}
+
+/// An open WebSocket connection: the socket, bytes already read past the
+/// handshake, and the negotiated permessage-deflate parameters, if any.
+pub struct Conn {
+    pub tcp: TcpStream,
+    pub reader: FrameReader,
+    pub deflate: Option<Deflate>,
+}
+
+pub fn bad(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidData, msg.into())
+}
+
+/// Connect and upgrade. `offer_deflate` adds the offer a browser would make,
+/// plus the `client_no_context_takeover` hint (RFC 7692 7.1.1.2) because our
+/// pre-built frames are compressed one by one.
+pub async fn connect(addr: &str, path: &str, seed: u64, offer_deflate: bool) -> Result<Conn> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut rng = Rng::new(seed);
+    let raw_key: Vec<u8> = (0..2).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
+    let key = base64::engine::general_purpose::STANDARD.encode(raw_key);
+    let ext = if offer_deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
+    );
+    let mut conn = Conn {
+        tcp,
+        reader: FrameReader::new(),
+        deflate: None,
+    };
+    conn.tcp.write_all(request.as_bytes()).await?;
+
+    let head_end = loop {
+        let r = &mut conn.reader;
+        if let Some(i) = r.buf[..r.end].windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if r.end == r.buf.len() {
+            return Err(bad("handshake response too large"));
+        }
+        r.fill(&mut conn.tcp).await?;
+    };
+    let head = &conn.reader.buf[..head_end];
+    if !head.starts_with(b"HTTP/1.1 101") {
+        let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        return Err(bad(format!(
+            "handshake refused: {}",
+            String::from_utf8_lossy(line)
+        )));
+    }
+    if header(head, "sec-websocket-accept") != Some(accept_key(key.as_bytes()).as_bytes()) {
+        return Err(bad("wrong Sec-WebSocket-Accept"));
+    }
+    if let Some(ext) = header(head, "sec-websocket-extensions") {
+        conn.deflate = Some(parse_deflate(ext)?);
+    }
+    conn.reader.start = head_end;
+    Ok(conn)
+}
+
+fn parse_deflate(ext: &[u8]) -> Result<Deflate> {
+    let ext = std::str::from_utf8(ext).map_err(|_| bad("extension header not UTF-8"))?;
+    let mut params = ext.split(';').map(str::trim);
+    if params.next() != Some("permessage-deflate") || ext.contains(',') {
+        return Err(bad(format!("unexpected extension response: {ext}")));
+    }
+    let mut d = Deflate {
+        client_window_bits: 15,
+    };
+    for p in params {
+        if let Some(v) = p.strip_prefix("client_max_window_bits=") {
+            d.client_window_bits = v.trim_matches('"').parse().map_err(|_| bad(p))?;
+        }
+    }
+    Ok(d)
+}
+
+/// Receive-side state of one connection.
+pub struct FrameReader {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Server-to-client inflater; persistent because the server may use context takeover.
+    inflate: Decompress,
+    compressed: Vec<u8>,
+    inflated: Vec<u8>,
+}
+
+/// One received, verified message.
+pub struct Received {
+    /// Bytes on the wire, frame headers included.
+    pub wire_bytes: usize,
+    /// Pongs owed for pings seen meanwhile (sent by the caller).
+    pub pings: Vec<Vec<u8>>,
+}
+
+/// Outcome of checking an echo against what was sent.
+pub enum Check {
+    Ok(Received),
+    Mismatch(String),
+}
+
+impl FrameReader {
+    pub fn new() -> Self {
+        FrameReader {
+            buf: vec![0; 256 * 1024].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            inflate: Decompress::new(false),
+            compressed: Vec::new(),
+            inflated: Vec::new(),
+        }
+    }
+
+    /// Read more bytes, compacting first so there is always room.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<()> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let n = io.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "server closed"));
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// Make `n` bytes (n <= 14 + 125) available from `start`.
+    async fn want<R: AsyncRead + Unpin>(&mut self, io: &mut R, n: usize) -> Result<()> {
+        while self.end - self.start < n {
+            if self.buf.len() - self.start < n {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
+            self.fill(io).await?;
+        }
+        Ok(())
+    }
+
+    /// Read one whole message (reassembling continuation frames, inflating if
+    /// RSV1 is set) and compare it with `expect`, which was sent as `opcode`.
+    pub async fn recv<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        opcode: u8,
+        expect: &[u8],
+    ) -> Result<Check> {
+        let mut got = 0; // plain payload bytes matched so far
+        let mut first = true;
+        let mut compressed = false;
+        let mut done = Received {
+            wire_bytes: 0,
+            pings: Vec::new(),
+        };
+        loop {
+            self.want(io, 2).await?;
+            let b = &self.buf[self.start..];
+            let (fin, rsv1, op) = (b[0] & 0x80 != 0, b[0] & 0x40 != 0, b[0] & 0x0f);
+            if b[1] & 0x80 != 0 {
+                return Err(bad("server frame is masked"));
+            }
+            let hdr = match b[1] & 0x7f {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            self.want(io, hdr).await?;
+            let b = &self.buf[self.start..];
+            let mut len = match hdr {
+                4 => u16::from_be_bytes([b[2], b[3]]) as usize,
+                10 => u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                _ => (b[1] & 0x7f) as usize,
+            };
+            done.wire_bytes += hdr + len;
+            if op >= 0x8 {
+                // Control frames are small and may sit between fragments.
+                self.want(io, hdr + len).await?;
+                let payload = &self.buf[self.start + hdr..self.start + hdr + len];
+                match op {
+                    0x9 => done.pings.push(payload.to_vec()),
+                    0xA => {}
+                    0x8 => return Err(bad("server sent close")),
+                    _ => return Err(bad("unknown control opcode")),
+                }
+                self.start += hdr + len;
+                continue;
+            }
+            self.start += hdr;
+            if first {
+                if op != opcode {
+                    return Ok(Check::Mismatch(format!("opcode {op}, sent {opcode}")));
+                }
+                compressed = rsv1;
+                self.compressed.clear();
+                first = false;
+            } else if op != 0 {
+                return Err(bad("expected continuation frame"));
+            }
+            // Payload: consume whatever is buffered, comparing as we go.
+            while len > 0 {
+                if self.start == self.end {
+                    self.fill(io).await?;
+                }
+                let n = len.min(self.end - self.start);
+                let chunk = &self.buf[self.start..self.start + n];
+                if compressed {
+                    self.compressed.extend_from_slice(chunk);
+                } else {
+                    if expect.get(got..got + n) != Some(chunk) {
+                        return Ok(Check::Mismatch(format!(
+                            "payload differs within bytes {got}..{}",
+                            got + n
+                        )));
+                    }
+                    got += n;
+                }
+                self.start += n;
+                len -= n;
+            }
+            if fin {
+                break;
+            }
+        }
+        if compressed {
+            self.inflate_message(expect.len())?;
+            if self.inflated != expect {
+                return Ok(Check::Mismatch(format!(
+                    "inflated payload differs ({} bytes, sent {})",
+                    self.inflated.len(),
+                    expect.len()
+                )));
+            }
+        } else if got != expect.len() {
+            return Ok(Check::Mismatch(format!(
+                "echo has {got} bytes, sent {}",
+                expect.len()
+            )));
+        }
+        Ok(Check::Ok(done))
+    }
+
+    fn inflate_message(&mut self, hint: usize) -> Result<()> {
+        self.compressed.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        self.inflated.clear();
+        self.inflated.reserve(hint + 64);
+        let start = self.inflate.total_in();
+        loop {
+            let used = (self.inflate.total_in() - start) as usize;
+            let before = self.inflated.len();
+            self.inflate
+                .decompress_vec(
+                    &self.compressed[used..],
+                    &mut self.inflated,
+                    FlushDecompress::Sync,
+                )
+                .map_err(|e| bad(format!("inflate: {e}")))?;
+            let used = (self.inflate.total_in() - start) as usize;
+            if used == self.compressed.len() && self.inflated.len() < self.inflated.capacity() {
+                return Ok(());
+            }
+            if self.inflated.len() == self.inflated.capacity() {
+                self.inflated.reserve(self.inflated.capacity().max(1024));
+            } else if self.inflated.len() == before {
+                return Err(bad("inflate made no progress"));
+            }
+        }
+    }
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{OP_BINARY, OP_TEXT, binary, deflate};
+
+    /// An unmasked server frame.
+    fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = crate::payload::client_frame(0, false, payload, [0; 4]);
+        f[0] = b0;
+        // Drop the mask bit and the (zero) mask key.
+        let hdr = f.len() - payload.len();
+        f[1] &= 0x7f;
+        f.drain(hdr - 4..hdr);
+        f
+    }
+
+    async fn check(wire: &[u8], opcode: u8, expect: &[u8]) -> Result<Check> {
+        let mut io = wire;
+        FrameReader::new().recv(&mut io, opcode, expect).await
+    }
+
+    #[tokio::test]
+    async fn reassembles_fragments_around_a_ping() {
+        let body = binary(300_000, 1);
+        let mut wire = frame(0x02, &body[..1000]);
+        wire.extend(frame(0x89, b"hi"));
+        wire.extend(frame(0x00, &body[1000..200_000]));
+        wire.extend(frame(0x80, &body[200_000..]));
+        let Check::Ok(r) = check(&wire, OP_BINARY, &body).await.unwrap() else {
+            panic!("mismatch")
+        };
+        assert_eq!(r.wire_bytes, wire.len());
+        assert_eq!(r.pings, vec![b"hi".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn catches_wrong_bytes_length_and_opcode() {
+        let body = binary(100, 2);
+        let mut bad = body.clone();
+        bad[50] ^= 1;
+        let cases = [
+            (frame(0x82, &bad), OP_BINARY),
+            (frame(0x82, &body[..99]), OP_BINARY),
+            (frame(0x81, &body), OP_BINARY),
+        ];
+        for (wire, op) in cases {
+            assert!(matches!(
+                check(&wire, op, &body).await,
+                Ok(Check::Mismatch(_))
+            ));
+        }
+        assert!(
+            check(&frame(0x88, &[3, 232]), OP_BINARY, &body)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn inflates_compressed_echo() {
+        let text = crate::payload::json(4000, 5);
+        let wire = frame(0xC1, &deflate(&text, 15));
+        assert!(matches!(
+            check(&wire, OP_TEXT, &text).await,
+            Ok(Check::Ok(_))
+        ));
+    }
+
+    #[test]
+    fn parses_deflate_response() {
+        let d = parse_deflate(
+            b"permessage-deflate; client_max_window_bits=10; server_no_context_takeover",
+        )
+        .unwrap();
+        assert_eq!(d.client_window_bits, 10);
+        assert_eq!(
+            parse_deflate(b"permessage-deflate")
+                .unwrap()
+                .client_window_bits,
+            15
+        );
+        assert!(parse_deflate(b"x-webkit-deflate-frame").is_err());
+    }
+}
