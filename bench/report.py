@@ -316,7 +316,7 @@ def svg(data):
             parts.append(f'<text transform="translate({x + bar / 2 + 3},{y - 3:.1f}) rotate(-90)" '
                          f'font-size="8">{short(v)}</text>')
         parts.append(f'<text x="{gx + bar * len(servers) / 2}" y="{top + plot_h + 16}" '
-                     f'text-anchor="middle">{e(row.split(" x 16")[0])}</text>')
+                     f'text-anchor="middle">{e(row.replace(" x 16 in flight", ""))}</text>')
         if " x 16 in flight" in row:
             parts.append(f'<text x="{gx + bar * len(servers) / 2}" y="{top + plot_h + 30}" '
                          f'text-anchor="middle">x 16 in flight</text>')
