@@ -27,6 +27,9 @@ use crate::proto::{Connection, Role, WriteBuf};
 /// large frame in fewer reads.
 const MAX_READ_AHEAD: usize = 256 << 10;
 
+/// The largest frame header (RFC 6455 §5.2).
+const MAX_HEADER_LEN: usize = 14;
+
 /// Up to this many buffers go into one vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -69,6 +72,8 @@ pub(crate) struct Inner<IO> {
     conn: Connection,
     out: WriteBuf,
     read_buffer_size: usize,
+    /// The size of the last message received, to size the next read.
+    read_hint: usize,
     high_water: usize,
     close_timeout: Duration,
     /// Closing: the deadline for the peer's close frame, then for its EOF.
@@ -171,6 +176,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             conn: Connection::new(Role::Server, config, extension),
             out: WriteBuf::new(),
             read_buffer_size: config.read_buffer_size,
+            read_hint: 0,
             high_water: config.write_buffer_high_water,
             close_timeout: config.close_timeout,
             deadline: None,
@@ -215,13 +221,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             buf.extend_from_slice(first.filled());
             return Poll::Ready(Ok(true));
         }
-        // Read the rest of a large frame at once (up to a cap: a declared
-        // length is not trusted with memory), else `read_buffer_size`.
+        // Room for the rest of a large frame (up to a cap: a declared length
+        // is not trusted with memory), or for a message as large as the last
+        // one, so a message usually arrives in one read. When the buffer is
+        // empty and no message still uses it, `reserve` takes it back from
+        // the start without copying.
         let want = self
             .read_buffer_size
+            .max(self.read_hint)
             .max(self.conn.frame_remaining().min(MAX_READ_AHEAD));
         let buf = self.conn.read_buf();
-        if buf.capacity() - buf.len() < want / 2 {
+        if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
         let n = ready!(tokio_util::io::poll_read_buf(
@@ -247,6 +257,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 return Poll::Ready(None);
             }
             if let Some(event) = self.conn.poll_event(&mut self.out) {
+                if let Ok(msg @ (Message::Text(_) | Message::Binary(_))) = &event {
+                    self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                }
                 if self.conn.is_closed() && flush_output {
                     // Get the close reply (or failure close) on the wire even if
                     // the application stops reading after this event.
