@@ -20,28 +20,7 @@ use tower_ws::{UpgradeHandler, WebSocketService};
 pub async fn serve<H: UpgradeHandler>(
     service: WebSocketService<H, tower_ws::UpgradeRequired>,
 ) -> SocketAddr {
-    let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"hello from the inner service",
-        ))))
-    });
-    let service = service.with_inner(inner);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let svc = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_on_loopback(service, None).await
 }
 
 /// Like [`serve`], with hyper's HTTP/1 `header_read_timeout` set (and the
@@ -53,6 +32,13 @@ pub async fn serve<H: UpgradeHandler>(
 pub async fn serve_with_timeouts<H: UpgradeHandler>(
     service: WebSocketService<H, tower_ws::UpgradeRequired>,
     header_read_timeout: Duration,
+) -> SocketAddr {
+    serve_on_loopback(service, Some(header_read_timeout)).await
+}
+
+async fn serve_on_loopback<H: UpgradeHandler>(
+    service: WebSocketService<H, tower_ws::UpgradeRequired>,
+    header_read_timeout: Option<Duration>,
 ) -> SocketAddr {
     let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
@@ -69,18 +55,20 @@ pub async fn serve_with_timeouts<H: UpgradeHandler>(
             };
             let svc = TowerToHyperService::new(service.clone());
             tokio::spawn(async move {
-                // hyper starts the header timer at the first byte of a head:
-                // a client that sends nothing at all needs a timer of its own.
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(header_read_timeout, tcp.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return,
-                }
                 let mut builder = auto::Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_read_timeout);
+                if let Some(timeout) = header_read_timeout {
+                    // hyper starts the header timer at the first byte of a
+                    // head: a client that sends nothing needs a timer of its own.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(timeout);
+                }
                 let _ = builder
                     .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                     .await;
