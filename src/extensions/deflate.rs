@@ -455,6 +455,29 @@ impl Extension for PerMessageDeflate {
         Ok(())
     }
 
+    fn encode_shared(&mut self, payload: &Bytes) -> Result<Option<Bytes>, Error> {
+        if self.params.hold_compressor
+            || payload.len() < self.threshold
+            || payload.len() > SHARED_MAX
+        {
+            return self.encode(payload);
+        }
+        let key = self.compressor_key();
+        let same = |(k, p, _): &(CompressorKey, Bytes, Bytes)| {
+            *k == key && p.as_ptr() == payload.as_ptr() && p.len() == payload.len()
+        };
+        if let Some(out) =
+            LAST.with_borrow(|last| last.as_ref().filter(|l| same(l)).map(|l| l.2.clone()))
+        {
+            return Ok(Some(out));
+        }
+        let out = self.encode(payload)?;
+        if let Some(out) = &out {
+            LAST.with_borrow_mut(|last| *last = Some((key, payload.clone(), out.clone())));
+        }
+        Ok(out)
+    }
+
     fn encode(&mut self, payload: &[u8]) -> Result<Option<Bytes>, Error> {
         if payload.len() < self.threshold {
             return Ok(None);
@@ -528,6 +551,19 @@ fn with_pooled_compressor<R>(key: CompressorKey, f: impl FnOnce(&mut zlib_rs::De
         pool.push((key, deflater));
     });
     result
+}
+
+/// Payloads up to this size may be remembered for sharing (see `LAST`).
+const SHARED_MAX: usize = 64 << 10;
+
+thread_local! {
+    /// The last payload this thread compressed with a fresh context, and the
+    /// result. A broadcast hands every connection the same `Bytes`, and
+    /// connections that compress each message on its own with the same
+    /// settings produce the same bytes, so the message is compressed once per
+    /// thread instead of once per connection. Holding the payload keeps its
+    /// address from being reused while it is remembered.
+    static LAST: RefCell<Option<(CompressorKey, Bytes, Bytes)>> = const { RefCell::new(None) };
 }
 
 /// Inflates `input` onto `out`, failing once `out` would exceed `max`.
@@ -745,6 +781,32 @@ mod tests {
                 assert_eq!(&out[..], &data[..], "{header} size {size}");
             }
         }
+    }
+
+    #[test]
+    fn a_broadcast_payload_is_compressed_once_per_thread() {
+        let config = DeflateConfig::default();
+        let mut a = codec("permessage-deflate", &config);
+        let mut b = codec("permessage-deflate", &config);
+        let payload = Bytes::from(sample(4000));
+        let first = a.encode_shared(&payload).unwrap().unwrap();
+        let second = b.encode_shared(&payload).unwrap().unwrap();
+        // The same compressed bytes, not a second compression.
+        assert_eq!(first.as_ptr(), second.as_ptr());
+        // Equal content in another buffer is compressed anew, identically.
+        let copy = Bytes::from(sample(4000));
+        let third = b.encode_shared(&copy).unwrap().unwrap();
+        assert_ne!(third.as_ptr(), first.as_ptr());
+        assert_eq!(third, first);
+        // A codec that keeps its context never shares.
+        let roomy = DeflateConfig::default().max_memory(1 << 20);
+        let mut held = codec("permessage-deflate", &roomy);
+        let own = held.encode_shared(&payload).unwrap().unwrap();
+        assert_ne!(own.as_ptr(), first.as_ptr());
+        let mut rx = codec("permessage-deflate", &config);
+        let mut out = BytesMut::new();
+        rx.decode(&second, true, &mut out, usize::MAX).unwrap();
+        assert_eq!(&out[..], &payload[..]);
     }
 
     #[test]

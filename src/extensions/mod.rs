@@ -36,6 +36,13 @@ pub trait Extension: Send + Sync + fmt::Debug {
     /// Encodes an outgoing message: `Some(payload)` to send it with the RSV
     /// bits set, or `None` to send it untransformed.
     fn encode(&mut self, payload: &[u8]) -> Result<Option<Bytes>, Error>;
+
+    /// Like [`encode`](Extension::encode), for a payload held as `Bytes`: an
+    /// extension may recognise a payload it just encoded for another
+    /// connection (a broadcast shares one `Bytes`) and share its output.
+    fn encode_shared(&mut self, payload: &Bytes) -> Result<Option<Bytes>, Error> {
+        self.encode(payload)
+    }
 }
 
 /// One offer in a `Sec-WebSocket-Extensions` header: a name and its

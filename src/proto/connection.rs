@@ -321,7 +321,7 @@ impl Connection {
         out: &mut WriteBuf,
     ) -> Result<(), Error> {
         let (payload, rsv) = match &mut self.extension {
-            Some(ext) => match ext.encode(&payload)? {
+            Some(ext) => match ext.encode_shared(&payload)? {
                 Some(compressed) => (compressed, ext.rsv()),
                 None => (payload, 0),
             },
