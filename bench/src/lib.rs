@@ -34,6 +34,29 @@ pub fn announce(addr: SocketAddr) {
     let _ = out.flush();
 }
 
+/// The accept loop every raw-TCP peer shares: on the current-thread runtime,
+/// bind the CLI address, announce it, and spawn `serve` for each connection
+/// (with `TCP_NODELAY`, as in every server of the matrix).
+pub fn serve_each<F, Fut>(serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen_addr())
+            .await
+            .expect("bind");
+        announce(listener.local_addr().unwrap());
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(serve(tcp));
+        }
+    });
+}
+
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
 pub fn accept_key(key: &[u8]) -> String {
     let mut sha = Sha1::new();

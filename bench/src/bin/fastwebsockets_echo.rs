@@ -8,8 +8,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tower_ws_bench::{MAX_MESSAGE, announce, listen_addr, runtime};
+use tower_ws_bench::{MAX_MESSAGE, serve_each};
 
 async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
     let mut ws = fut.await?;
@@ -36,20 +35,10 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, W
 }
 
 fn main() {
-    runtime().block_on(async {
-        let listener = TcpListener::bind(listen_addr()).await.expect("bind");
-        announce(listener.local_addr().unwrap());
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service_fn(upgrade))
-                    .with_upgrades();
-                let _ = conn.await;
-            });
-        }
+    serve_each(|tcp| async move {
+        let conn = http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service_fn(upgrade))
+            .with_upgrades();
+        let _ = conn.await;
     });
 }

@@ -9,24 +9,14 @@
 //! yardstick, not a server.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tower_ws_bench::{MAX_MESSAGE, accept_key, announce, header, listen_addr, runtime, unmask};
+use tokio::net::TcpStream;
+use tower_ws_bench::{MAX_MESSAGE, accept_key, header, serve_each, unmask};
 
 const READ_CHUNK: usize = 64 * 1024;
 
 fn main() {
-    runtime().block_on(async {
-        let listener = TcpListener::bind(listen_addr()).await.expect("bind");
-        announce(listener.local_addr().unwrap());
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = serve(tcp).await;
-            });
-        }
+    serve_each(|tcp| async move {
+        let _ = serve(tcp).await;
     });
 }
 
