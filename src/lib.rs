@@ -71,6 +71,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backplane;
 mod config;
 mod error;
 pub mod extensions;

@@ -102,6 +102,30 @@ impl Client {
         &self.shared.clients
     }
 
+    /// Puts this client in `room` (created on its first member) until
+    /// [`leave`](Self::leave) or the end of the connection. Returns false
+    /// if it was in the room already or its connection has ended.
+    ///
+    /// ```no_run
+    /// # fn f(client: &tower_ws::handler::Client) {
+    /// client.join("lobby");
+    /// client.clients().to("lobby").broadcast("someone joined the lobby");
+    /// # }
+    /// ```
+    pub fn join(&self, room: &str) -> bool {
+        self.shared.clients.join(self, room)
+    }
+
+    /// Takes this client out of `room`. Returns false if it was not in it.
+    pub fn leave(&self, room: &str) -> bool {
+        self.shared.clients.leave(self, room)
+    }
+
+    /// The rooms this client is in, in no particular order.
+    pub fn rooms(&self) -> Vec<String> {
+        self.shared.clients.rooms_of(self)
+    }
+
     /// Whether the connection is open: the handshake completed and no close
     /// frame was sent or received yet.
     pub fn is_open(&self) -> bool {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::Handler;
 use super::driver;
 use super::registry::Clients;
+use crate::backplane::Backplane;
 use crate::message::CloseCode;
 use crate::service::{RequestHead, UpgradeHandler, UpgradedWebSocket};
 
@@ -43,8 +44,8 @@ impl<H: Handler> Hub<H> {
         Hub {
             shared: Arc::new(Shared {
                 handler,
+                clients: Clients::new(options.backplane.clone()),
                 options,
-                clients: Clients::default(),
             }),
         }
     }
@@ -112,6 +113,7 @@ pub enum Overflow {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub(super) backplane: Option<Arc<dyn Backplane>>,
     pub(super) queue_capacity: usize,
     pub(super) overflow: Overflow,
     pub(super) ping_interval: Option<Duration>,
@@ -123,6 +125,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            backplane: None,
             queue_capacity: 128,
             overflow: Overflow::Close(CloseCode::TRY_AGAIN_LATER),
             ping_interval: None,
@@ -134,6 +137,17 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Joins this hub to other server instances through `backplane`:
+    /// broadcasts and rooms reach their clients too, and
+    /// [`Clients::len`] counts them (see [`crate::backplane`]).
+    ///
+    /// Default is none: the hub is a node on its own, and broadcast costs
+    /// nothing more than the local sends.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
     /// How many messages may wait in each client's send queue (messages
     /// the WebSocket already accepted are bounded separately by
     /// [`Config::write_buffer_high_water`](crate::Config::write_buffer_high_water)).

@@ -44,11 +44,20 @@
 //! close that client (1008 or 1013). [`Clients::broadcast`] converts the
 //! message once and shares its payload; one stalled client never holds up
 //! the others.
+//!
+//! ## Rooms and several nodes
+//!
+//! [`Client::join`] puts a client in a named [`Room`]; [`Clients::to`]
+//! broadcasts to a room's members and counts them. Membership ends with the
+//! connection. With a [`Backplane`](crate::backplane::Backplane) set in
+//! [`Options::backplane`], broadcasts, rooms and counts span every server
+//! instance that shares it (Redis with the `redis` feature).
 
 mod client;
 mod driver;
 mod hub;
 mod registry;
+mod room;
 
 use std::future::Future;
 
@@ -57,6 +66,7 @@ use bytes::Bytes;
 pub use client::{Client, SendError};
 pub use hub::{Hub, Options, Overflow};
 pub use registry::Clients;
+pub use room::Room;
 
 use crate::message::{CloseFrame, Message};
 

@@ -1,55 +1,81 @@
-//! [`Clients`]: the registry of connected clients, for broadcast and
-//! graceful shutdown.
+//! [`Clients`]: the registry of connected clients and their rooms, for
+//! broadcast, presence and graceful shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::client::Client;
+use super::room::Room;
+use crate::backplane::{Backplane, Local, Topic};
 use crate::message::{CloseCode, CloseFrame, Message};
 
 /// Every client connected to one [`Hub`](super::Hub): python-WS's
-/// `self.clients`, plus broadcast and graceful shutdown.
+/// `self.clients`, plus rooms, broadcast and graceful shutdown.
 ///
 /// Cheap to clone; every clone is the same registry. A client is in it from
-/// just before `on_open` until just before `on_close`.
+/// just before `on_open` until just before `on_close`, and in a room from
+/// [`Client::join`] until [`Client::leave`] or the end of its connection.
+///
+/// With a [`Backplane`] ([`Options::backplane`](super::Options::backplane)),
+/// broadcasts also reach the clients of the other nodes and
+/// [`len`](Self::len) counts them; [`local_len`](Self::local_len) counts
+/// this node's.
 #[derive(Clone)]
 pub struct Clients {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    map: Mutex<BTreeMap<u64, Client>>,
+    state: Mutex<State>,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
-    /// How many clients are connected, to wait for zero.
+    /// How many clients are connected here, to wait for zero.
     count: watch::Sender<usize>,
+    backplane: Option<Arc<dyn Backplane>>,
+}
+
+#[derive(Default)]
+struct State {
+    everyone: BTreeMap<u64, Member>,
+    rooms: HashMap<Arc<str>, BTreeMap<u64, Client>>,
+}
+
+struct Member {
+    client: Client,
+    rooms: Vec<Arc<str>>,
 }
 
 impl Default for Clients {
     fn default() -> Self {
-        Clients {
-            shared: Arc::new(Shared {
-                map: Mutex::new(BTreeMap::new()),
-                next_id: AtomicU64::new(1),
-                shutting_down: AtomicBool::new(false),
-                count: watch::Sender::new(0),
-            }),
-        }
+        Clients::new(None)
     }
 }
 
 impl Clients {
-    fn map(&self) -> MutexGuard<'_, BTreeMap<u64, Client>> {
-        // Nothing panics while the lock is held; recover all the same.
-        self.shared
-            .map
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(super) fn new(backplane: Option<Arc<dyn Backplane>>) -> Self {
+        let clients = Clients {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                next_id: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+                count: watch::Sender::new(0),
+                backplane,
+            }),
+        };
+        if let Some(backplane) = &clients.shared.backplane {
+            // Weak: the backplane lives in the registry it delivers to.
+            backplane.attach(Arc::new(LocalNode(Arc::downgrade(&clients.shared))));
+        }
+        clients
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state()
     }
 
     pub(super) fn next_id(&self) -> u64 {
@@ -57,15 +83,91 @@ impl Clients {
     }
 
     pub(super) fn insert(&self, client: Client) {
-        let mut map = self.map();
-        map.insert(client.id(), client);
-        self.shared.count.send_replace(map.len());
+        let mut state = self.state();
+        let member = Member {
+            client: client.clone(),
+            rooms: Vec::new(),
+        };
+        state.everyone.insert(client.id(), member);
+        if state.everyone.len() == 1 {
+            self.subscribe(Topic::Everyone);
+        }
+        self.shared.count.send_replace(state.everyone.len());
     }
 
+    /// Takes the client out of the registry and out of its rooms.
     pub(super) fn remove(&self, id: u64) {
-        let mut map = self.map();
-        if map.remove(&id).is_some() {
-            self.shared.count.send_replace(map.len());
+        let mut state = self.state();
+        let Some(member) = state.everyone.remove(&id) else {
+            return;
+        };
+        for room in &member.rooms {
+            state.leave_room(room, id, self.shared.backplane.as_deref());
+        }
+        if state.everyone.is_empty() {
+            self.unsubscribe(Topic::Everyone);
+        }
+        self.shared.count.send_replace(state.everyone.len());
+    }
+
+    /// Puts a registered client in `room`; false if it was in it already
+    /// or is not registered (its connection ended).
+    pub(super) fn join(&self, client: &Client, room: &str) -> bool {
+        let mut state = self.state();
+        let state = &mut *state;
+        let Some(member) = state.everyone.get_mut(&client.id()) else {
+            return false;
+        };
+        if member.rooms.iter().any(|r| &**r == room) {
+            return false;
+        }
+        let name = match state.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(room);
+                state.rooms.insert(name.clone(), BTreeMap::new());
+                self.subscribe(Topic::Room(room));
+                name
+            }
+        };
+        if let Some(members) = state.rooms.get_mut(room) {
+            members.insert(client.id(), client.clone());
+        }
+        member.rooms.push(name);
+        true
+    }
+
+    /// Takes the client out of `room`; false if it was not in it.
+    pub(super) fn leave(&self, client: &Client, room: &str) -> bool {
+        let mut state = self.state();
+        let Some(member) = state.everyone.get_mut(&client.id()) else {
+            return false;
+        };
+        let Some(at) = member.rooms.iter().position(|r| &**r == room) else {
+            return false;
+        };
+        member.rooms.swap_remove(at);
+        state.leave_room(room, client.id(), self.shared.backplane.as_deref());
+        true
+    }
+
+    /// The rooms `client` is in.
+    pub(super) fn rooms_of(&self, client: &Client) -> Vec<String> {
+        let state = self.state();
+        state.everyone.get(&client.id()).map_or(Vec::new(), |m| {
+            m.rooms.iter().map(|r| r.to_string()).collect()
+        })
+    }
+
+    fn subscribe(&self, topic: Topic<'_>) {
+        if let Some(backplane) = &self.shared.backplane {
+            backplane.subscribe(topic);
+        }
+    }
+
+    fn unsubscribe(&self, topic: Topic<'_>) {
+        if let Some(backplane) = &self.shared.backplane {
+            backplane.unsubscribe(topic);
         }
     }
 
@@ -73,50 +175,95 @@ impl Clients {
         self.shared.shutting_down.load(Ordering::Acquire)
     }
 
-    /// How many clients are connected.
+    /// How many clients are connected, on every node: this node's
+    /// ([`local_len`](Self::local_len)) plus, with a backplane, the other
+    /// nodes' as last reported (see the backplane for how fresh that is).
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.local_len() + self.remote_len(Topic::Everyone)
     }
 
-    /// Whether no client is connected.
+    /// How many clients are connected to this node.
+    pub fn local_len(&self) -> usize {
+        self.state().everyone.len()
+    }
+
+    fn remote_len(&self, topic: Topic<'_>) -> usize {
+        self.shared
+            .backplane
+            .as_ref()
+            .map_or(0, |backplane| backplane.remote_len(topic))
+    }
+
+    /// Whether no client is connected (on any node).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The client with this [`id`](Client::id), if connected.
+    /// The client of this node with this [`id`](Client::id), if connected.
     pub fn get(&self, id: u64) -> Option<Client> {
-        self.map().get(&id).cloned()
+        self.state().everyone.get(&id).map(|m| m.client.clone())
     }
 
-    /// The connected clients, in connection order (a snapshot).
+    /// The clients connected to this node, in connection order (a snapshot).
     pub fn to_vec(&self) -> Vec<Client> {
-        self.map().values().cloned().collect()
+        self.shared.members(Topic::Everyone)
     }
 
-    /// Queues `msg` for every open client and returns to how many it was
-    /// queued. The message is converted once and its payload shared, not
-    /// copied; each connection frames (and compresses) it itself.
+    /// The members of `room`, to broadcast to them or count them.
+    ///
+    /// ```no_run
+    /// # fn f(client: &tower_ws::handler::Client) {
+    /// client.join("lobby");
+    /// let lobby = client.clients().to("lobby");
+    /// lobby.broadcast_except(format!("{} joined", client.id()), client);
+    /// println!("{} in the lobby", lobby.len());
+    /// # }
+    /// ```
+    pub fn to<'a>(&'a self, room: &'a str) -> Room<'a> {
+        Room::new(self, room)
+    }
+
+    /// Queues `msg` for every open client and returns to how many clients
+    /// of this node it was queued. The message is converted once and its
+    /// payload shared, not copied; each connection frames (and compresses)
+    /// it itself. With a backplane, a text or binary message also goes to
+    /// the clients of every other node.
     ///
     /// Never waits: a client whose queue is full gets the
     /// [`Overflow`](super::Overflow) policy, the others are not held up.
     pub fn broadcast(&self, msg: impl Into<Message>) -> usize {
-        self.broadcast_filter(msg.into(), |_| true)
+        self.broadcast_to(Topic::Everyone, msg.into(), None)
     }
 
     /// As [`broadcast`](Self::broadcast), to every client but `except`
     /// (typically the sender).
     pub fn broadcast_except(&self, msg: impl Into<Message>, except: &Client) -> usize {
-        self.broadcast_filter(msg.into(), |c| c != except)
+        self.broadcast_to(Topic::Everyone, msg.into(), Some(except))
     }
 
-    fn broadcast_filter(&self, msg: Message, keep: impl Fn(&Client) -> bool) -> usize {
-        // Send outside the lock: a send may close a client, which unregisters.
-        let clients = self.to_vec();
-        clients
-            .iter()
-            .filter(|c| keep(c))
-            .filter(|c| c.send(msg.clone()).is_ok())
-            .count()
+    pub(super) fn broadcast_to(
+        &self,
+        topic: Topic<'_>,
+        msg: Message,
+        except: Option<&Client>,
+    ) -> usize {
+        let queued = self.shared.send_local(topic, &msg, except);
+        if let Some(backplane) = &self.shared.backplane {
+            backplane.publish(topic, &msg);
+        }
+        queued
+    }
+
+    pub(super) fn room_len(&self, room: &str) -> usize {
+        self.room_local_len(room) + self.remote_len(Topic::Room(room))
+    }
+
+    pub(super) fn room_local_len(&self, room: &str) -> usize {
+        self.state().rooms.get(room).map_or(0, BTreeMap::len)
+    }
+
+    pub(super) fn room_members(&self, room: &str) -> Vec<Client> {
+        self.shared.members(Topic::Room(room))
     }
 
     /// Graceful shutdown: closes every client with 1001 Going Away ("server
@@ -124,10 +271,10 @@ impl Clients {
     /// with 1001 right after their handshake, without callbacks), and waits
     /// until every connection is over or `deadline` passed.
     ///
-    /// Returns how many connections were still open at the deadline (0 when
-    /// all closed in time); those end on their own within their close
-    /// timeout. Stop accepting TCP connections before or after, as suits
-    /// the server loop.
+    /// Returns how many connections of this node were still open at the
+    /// deadline (0 when all closed in time); those end on their own within
+    /// their close timeout. Stop accepting TCP connections before or after,
+    /// as suits the server loop.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.shared.shutting_down.store(true, Ordering::Release);
         for client in self.to_vec() {
@@ -140,7 +287,89 @@ impl Clients {
         let all_closed = count.wait_for(|n| *n == 0);
         match tokio::time::timeout(deadline, all_closed).await {
             Ok(_) => 0,
-            Err(_) => self.len(),
+            Err(_) => self.local_len(),
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while the lock is held; recover all the same.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The local members of `topic` (a snapshot).
+    fn members(&self, topic: Topic<'_>) -> Vec<Client> {
+        let state = self.state();
+        match topic {
+            Topic::Everyone => state.everyone.values().map(|m| m.client.clone()).collect(),
+            Topic::Room(room) => state
+                .rooms
+                .get(room)
+                .map_or(Vec::new(), |members| members.values().cloned().collect()),
+        }
+    }
+
+    /// Queues `msg` for the local members of `topic`; returns for how many.
+    fn send_local(&self, topic: Topic<'_>, msg: &Message, except: Option<&Client>) -> usize {
+        // Send outside the lock: a send may close a client, which unregisters.
+        let members = self.members(topic);
+        members
+            .iter()
+            .filter(|c| except != Some(*c))
+            .filter(|c| c.send(msg.clone()).is_ok())
+            .count()
+    }
+}
+
+impl State {
+    fn leave_room(&mut self, room: &str, id: u64, backplane: Option<&dyn Backplane>) {
+        let Some(members) = self.rooms.get_mut(room) else {
+            return;
+        };
+        members.remove(&id);
+        if members.is_empty() {
+            self.rooms.remove(room);
+            if let Some(backplane) = backplane {
+                backplane.unsubscribe(Topic::Room(room));
+            }
+        }
+    }
+}
+
+/// The registry as its backplane sees it.
+struct LocalNode(Weak<Shared>);
+
+impl Local for LocalNode {
+    fn deliver(&self, topic: Topic<'_>, msg: Message) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.send_local(topic, &msg, None);
+        }
+    }
+
+    fn count(&self, topic: Topic<'_>) -> usize {
+        let Some(shared) = self.0.upgrade() else {
+            return 0;
+        };
+        let state = shared.state();
+        match topic {
+            Topic::Everyone => state.everyone.len(),
+            Topic::Room(room) => state.rooms.get(room).map_or(0, BTreeMap::len),
+        }
+    }
+
+    fn for_each_count(&self, each: &mut dyn FnMut(Topic<'_>, usize)) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let state = shared.state();
+        if !state.everyone.is_empty() {
+            each(Topic::Everyone, state.everyone.len());
+        }
+        for (room, members) in &state.rooms {
+            each(Topic::Room(room), members.len());
         }
     }
 }
@@ -148,8 +377,10 @@ impl Clients {
 impl fmt::Debug for Clients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Clients")
-            .field("len", &self.len())
+            .field("local_len", &self.local_len())
+            .field("rooms", &self.state().rooms.len())
             .field("shutting_down", &self.is_shutting_down())
+            .field("backplane", &self.shared.backplane)
             .finish()
     }
 }

@@ -1,0 +1,395 @@
+//! The backplane's three tasks: the subscriber (receives and delivers), the
+//! publisher (drains the publish queue) and the heartbeat (keeps the
+//! publisher connection and presence).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use redis::aio::{AsyncPushSender, SendError};
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep, timeout};
+
+use super::conn::{Conn, Target};
+use super::{Inner, Remote, lock, wire};
+
+/// Messages handed to Redis in one round trip at most.
+const BATCH: usize = 64;
+
+/// A random id for this node.
+pub(super) fn random_node_id() -> u64 {
+    RandomState::new().hash_one((std::process::id(), SystemTime::now()))
+}
+
+/// Where the subscriber connection puts what Redis pushes: a bounded
+/// queue; a message that does not fit is dropped and counted.
+#[derive(Clone)]
+pub(super) struct PushQueue {
+    queue: mpsc::Sender<PushInfo>,
+    inner: Arc<Inner>,
+}
+
+impl PushQueue {
+    pub(super) fn new(queue: mpsc::Sender<PushInfo>, inner: Arc<Inner>) -> Self {
+        PushQueue { queue, inner }
+    }
+}
+
+impl AsyncPushSender for PushQueue {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        match self.queue.try_send(info) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(info)) => {
+                if matches!(info.kind, PushKind::Message | PushKind::SMessage) {
+                    let dropped = &self.inner.stats.receive_dropped;
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError),
+        }
+    }
+}
+
+/// The publisher connection, shared by the publisher and the heartbeat
+/// (which opens it again when it is lost).
+#[derive(Default)]
+pub(super) struct Link {
+    conn: Mutex<Option<Conn>>,
+}
+
+impl Link {
+    fn get(&self) -> Option<Conn> {
+        lock(&self.conn).clone()
+    }
+
+    fn set(&self, inner: &Inner, conn: Conn) {
+        *lock(&self.conn) = Some(conn);
+        inner.stats.publisher_up.store(true, Ordering::Relaxed);
+    }
+
+    fn lost(&self, inner: &Inner) {
+        lock(&self.conn).take();
+        inner.stats.publisher_up.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Waits `duration`; false if the backplane was dropped meanwhile.
+async fn pause(duration: Duration, stop: &mut watch::Receiver<()>) -> bool {
+    tokio::select! {
+        _ = stop.changed() => false,
+        () = sleep(duration) => true,
+    }
+}
+
+/// Keeps a subscriber connection, subscribed to the channels with local
+/// members, and delivers what arrives.
+pub(super) async fn subscriber(
+    inner: Arc<Inner>,
+    target: Target,
+    push: PushQueue,
+    mut pushes: mpsc::Receiver<PushInfo>,
+    mut stop: watch::Receiver<()>,
+) {
+    let config = &inner.config;
+    let stats = &inner.stats;
+    let mut backoff = config.reconnect_min;
+    let mut connected_before = false;
+    loop {
+        let connect = target.connect(config, Some(push.clone()));
+        let connected = tokio::select! {
+            _ = stop.changed() => return,
+            connected = connect => connected,
+        };
+        let Ok(mut conn) = connected else {
+            if !pause(backoff, &mut stop).await {
+                return;
+            }
+            backoff = (backoff * 2).min(config.reconnect_max);
+            continue;
+        };
+        backoff = config.reconnect_min;
+        if connected_before {
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        connected_before = true;
+        stats.subscriber_up.store(true, Ordering::Relaxed);
+        // Pushes of the lost connection are stale; drop them.
+        while pushes.try_recv().is_ok() {}
+        let mut subscribed = HashSet::new();
+        let mut ping = interval(config.heartbeat);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut dirty = true;
+        loop {
+            if dirty && sync(&inner, &mut conn, &mut subscribed).await.is_err() {
+                break;
+            }
+            dirty = false;
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                () = inner.wanted_changed.notified() => dirty = true,
+                _ = ping.tick() => {
+                    let ping = redis::cmd("PING");
+                    if conn.query::<Value>(&ping).await.is_err() {
+                        break;
+                    }
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { return };
+                    if !deliver(&inner, push) {
+                        break;
+                    }
+                    // Deliver what else is waiting before looking around again.
+                    let mut more = BATCH;
+                    while let (true, Ok(push)) = (more > 0, pushes.try_recv()) {
+                        more -= 1;
+                        if !deliver(&inner, push) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        stats.subscriber_up.store(false, Ordering::Relaxed);
+        stats.subscriptions.store(0, Ordering::Relaxed);
+        if !pause(config.reconnect_min, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Subscribes to the channels wanted and not yet subscribed, and
+/// unsubscribes from those no longer wanted.
+async fn sync(
+    inner: &Inner,
+    conn: &mut Conn,
+    subscribed: &mut HashSet<String>,
+) -> redis::RedisResult<()> {
+    let wanted = lock(&inner.wanted).clone();
+    let add: Vec<String> = wanted.difference(subscribed).cloned().collect();
+    let remove: Vec<String> = subscribed.difference(&wanted).cloned().collect();
+    for channel in add {
+        conn.subscribe(&channel).await?;
+        subscribed.insert(channel);
+    }
+    for channel in remove {
+        conn.unsubscribe(&channel).await?;
+        subscribed.remove(&channel);
+    }
+    let count = subscribed.len();
+    inner.stats.subscriptions.store(count, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Delivers a pushed message locally, unless it is our own; false when the
+/// push says the connection is lost.
+fn deliver(inner: &Inner, push: PushInfo) -> bool {
+    match push.kind {
+        PushKind::Disconnection => return false,
+        PushKind::Message | PushKind::SMessage => {}
+        _ => return true,
+    }
+    let mut data = push.data.into_iter();
+    let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+        (data.next(), data.next())
+    else {
+        return true;
+    };
+    let Ok(channel) = std::str::from_utf8(&channel) else {
+        return true;
+    };
+    let Some(topic) = wire::topic(&inner.config.prefix, channel) else {
+        return true;
+    };
+    let Some(decoded) = wire::decode(Bytes::from(payload)) else {
+        return true;
+    };
+    if decoded.origin == inner.node {
+        // Our own broadcast: delivered locally when it was sent.
+        return true;
+    }
+    inner.stats.received.fetch_add(1, Ordering::Relaxed);
+    if let Some(local) = inner.local.get() {
+        local.deliver(topic, decoded.message);
+    }
+    true
+}
+
+/// Publishes what the handlers queued, in order, a batch per round trip.
+pub(super) async fn publisher(
+    inner: Arc<Inner>,
+    link: Arc<Link>,
+    mut outgoing: mpsc::Receiver<(String, Bytes)>,
+    mut stop: watch::Receiver<()>,
+) {
+    let stats = &inner.stats;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            n = outgoing.recv_many(&mut batch, BATCH) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        let sent = match link.get() {
+            Some(mut conn) => {
+                let (sent, ok) = publish(&mut conn, &batch).await;
+                if !ok {
+                    link.lost(&inner);
+                }
+                sent
+            }
+            None => 0,
+        };
+        stats.published.fetch_add(sent as u64, Ordering::Relaxed);
+        let dropped = (batch.len() - sent) as u64;
+        stats.publish_dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+}
+
+/// Publishes `batch`; returns how many went out and whether the
+/// connection is still good.
+async fn publish(conn: &mut Conn, batch: &[(String, Bytes)]) -> (usize, bool) {
+    if conn.is_cluster() {
+        // Channels live on different shards: one command each, in order.
+        for (sent, (channel, payload)) in batch.iter().enumerate() {
+            let mut cmd = redis::cmd("SPUBLISH");
+            cmd.arg(channel).arg(payload.as_ref());
+            if conn.query::<Value>(&cmd).await.is_err() {
+                return (sent, false);
+            }
+        }
+        return (batch.len(), true);
+    }
+    let mut pipe = redis::pipe();
+    for (channel, payload) in batch {
+        pipe.cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload.as_ref())
+            .ignore();
+    }
+    match conn.pipeline::<()>(&pipe).await {
+        Ok(()) => (batch.len(), true),
+        Err(_) => (0, false),
+    }
+}
+
+/// Every heartbeat: (re)opens the publisher connection, writes this node's
+/// member counts and reads the other nodes'.
+pub(super) async fn heartbeat(
+    inner: Arc<Inner>,
+    target: Target,
+    link: Arc<Link>,
+    mut stop: watch::Receiver<()>,
+) {
+    let config = &inner.config;
+    let mut tick = interval(config.heartbeat);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut backoff = config.reconnect_min;
+    let mut next_attempt = Instant::now();
+    let mut connected_before = false;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let mut conn = match link.get() {
+            Some(conn) => conn,
+            None if Instant::now() < next_attempt => continue,
+            None => match target.connect(config, None::<PushQueue>).await {
+                Ok(conn) => {
+                    link.set(&inner, conn.clone());
+                    if connected_before {
+                        inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    connected_before = true;
+                    backoff = config.reconnect_min;
+                    conn
+                }
+                Err(_) => {
+                    // Alone until Redis is back: count only our members.
+                    *lock(&inner.remote) = Remote::default();
+                    next_attempt = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(config.reconnect_max);
+                    continue;
+                }
+            },
+        };
+        match presence(&inner, &mut conn).await {
+            Ok(remote) => *lock(&inner.remote) = remote,
+            Err(_) => {
+                *lock(&inner.remote) = Remote::default();
+                link.lost(&inner);
+            }
+        }
+    }
+    // Stopping: take this node's counts out now rather than at expiry.
+    if let Some(mut conn) = link.get() {
+        let prefix = &config.prefix;
+        let mut pipe = redis::pipe();
+        let me = wire::node_name(inner.node);
+        pipe.del(wire::node_key(prefix, &me)).ignore();
+        pipe.srem(wire::nodes_key(prefix), &me).ignore();
+        let _ = timeout(config.response_timeout, conn.pipeline::<()>(&pipe)).await;
+    }
+}
+
+/// Writes this node's counts (expiring after the presence TTL), reads the
+/// other live nodes' and forgets the expired ones.
+async fn presence(inner: &Inner, conn: &mut Conn) -> redis::RedisResult<Remote> {
+    let prefix = &inner.config.prefix;
+    let me = wire::node_name(inner.node);
+    let my_key = wire::node_key(prefix, &me);
+    let nodes_key = wire::nodes_key(prefix);
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    if let Some(local) = inner.local.get() {
+        local.for_each_count(&mut |topic, n| counts.push((wire::field(topic), n)));
+    }
+    let ttl = i64::try_from(inner.config.presence_ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut pipe = redis::pipe();
+    pipe.atomic().del(&my_key).ignore();
+    if !counts.is_empty() {
+        pipe.hset_multiple(&my_key, &counts).ignore();
+    }
+    pipe.pexpire(&my_key, ttl).ignore();
+    pipe.sadd(&nodes_key, &me).ignore();
+    pipe.smembers(&nodes_key);
+    let (nodes,): (Vec<String>,) = conn.pipeline(&pipe).await?;
+
+    let others: Vec<String> = nodes.into_iter().filter(|node| *node != me).collect();
+    let mut remote = Remote::default();
+    if others.is_empty() {
+        return Ok(remote);
+    }
+    let mut pipe = redis::pipe();
+    for node in &others {
+        pipe.hgetall(wire::node_key(prefix, node));
+    }
+    let hashes: Vec<HashMap<String, usize>> = conn.pipeline(&pipe).await?;
+    let mut gone = Vec::new();
+    for (node, hash) in others.iter().zip(hashes) {
+        if hash.is_empty() {
+            gone.push(node);
+        }
+        for (field, count) in hash {
+            if field == "*" {
+                remote.everyone += count;
+            } else if let Some(room) = field.strip_prefix("r:") {
+                *remote.rooms.entry(room.to_owned()).or_default() += count;
+            }
+        }
+    }
+    if !gone.is_empty() {
+        let mut srem = redis::cmd("SREM");
+        srem.arg(&nodes_key).arg(gone);
+        conn.query::<Value>(&srem).await?;
+    }
+    Ok(remote)
+}
