@@ -2,6 +2,8 @@
 //! text commands, nodes on free ports, and WebSocket clients.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -44,18 +46,26 @@ impl Handler for RoomChat {
         let clients = client.clients();
         let (command, rest) = text.split_once(' ').unwrap_or((text, ""));
         let (room, body) = rest.split_once(' ').unwrap_or((rest, ""));
-        match command {
-            "all" => drop(clients.broadcast(rest.to_owned())),
-            "room" => drop(clients.to(room).broadcast(body.to_owned())),
-            "others" => drop(clients.to(room).broadcast_except(body.to_owned(), client)),
-            "join" => drop(client.write_message(format!("join {}", client.join(room)))),
-            "leave" => drop(client.write_message(format!("leave {}", client.leave(room)))),
-            "len" if room.is_empty() => {
-                drop(client.write_message(format!("len {}", clients.len())))
+        let reply = match command {
+            "all" => {
+                clients.broadcast(rest.to_owned());
+                return;
             }
-            "len" => drop(client.write_message(format!("len {}", clients.to(room).len()))),
-            _ => {}
-        }
+            "room" => {
+                clients.to(room).broadcast(body.to_owned());
+                return;
+            }
+            "others" => {
+                clients.to(room).broadcast_except(body.to_owned(), client);
+                return;
+            }
+            "join" => format!("join {}", client.join(room)),
+            "leave" => format!("leave {}", client.leave(room)),
+            "len" if room.is_empty() => format!("len {}", clients.len()),
+            "len" => format!("len {}", clients.to(room).len()),
+            _ => return,
+        };
+        let _ = client.write_message(reply);
     }
 }
 

@@ -141,16 +141,14 @@ pub(super) async fn subscriber(
                 }
                 push = pushes.recv() => {
                     let Some(push) = push else { return };
-                    if !deliver(&inner, push) {
-                        break;
-                    }
+                    let mut alive = deliver(&inner, push);
                     // Deliver what else is waiting before looking around again.
-                    let mut more = BATCH;
-                    while let (true, Ok(push)) = (more > 0, pushes.try_recv()) {
-                        more -= 1;
-                        if !deliver(&inner, push) {
-                            break;
-                        }
+                    for _ in 0..BATCH {
+                        let Ok(push) = pushes.try_recv() else { break };
+                        alive = alive && deliver(&inner, push);
+                    }
+                    if !alive {
+                        break;
                     }
                 }
             }

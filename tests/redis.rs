@@ -1,0 +1,429 @@
+//! Several nodes joined through a real Redis (started by each test on a
+//! free port, without persistence): exactly-once delivery in publisher
+//! order, room isolation, presence, failures, and a three-shard cluster.
+
+mod nodes;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nodes::redis_server::{RedisCluster, RedisServer, free_port};
+use nodes::{WsClient, assert_silent, connect, eventually, recv, send, start_node};
+use tower_ws::backplane::{RedisBackplane, RedisConfig};
+use tower_ws::handler::{Hub, Options};
+
+const QUIET: Duration = Duration::from_millis(300);
+const HEARTBEAT: Duration = Duration::from_millis(200);
+const TTL: Duration = Duration::from_millis(600);
+
+/// Short heartbeats and backoff, so the tests are quick.
+fn fast(config: RedisConfig) -> RedisConfig {
+    config
+        .heartbeat(HEARTBEAT)
+        .presence_ttl(TTL)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
+}
+
+struct Node {
+    hub: Hub<nodes::RoomChat>,
+    addr: std::net::SocketAddr,
+    redis: RedisBackplane,
+}
+
+async fn node(config: RedisConfig) -> Node {
+    let redis = RedisBackplane::new(fast(config)).expect("valid config");
+    let (hub, addr) = start_node(Options::default().backplane(redis.clone())).await;
+    Node { hub, addr, redis }
+}
+
+/// Waits until `server` counts `n` subscribers of `channel`.
+async fn subscribers(server: &RedisServer, channel: &str, n: usize) {
+    let start = Instant::now();
+    while server.subscribers(channel) != n {
+        assert!(
+            start.elapsed() < nodes::WAIT,
+            "{channel}: {} subscribers, expected {n}",
+            server.subscribers(channel)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads `count` messages and checks, per publisher prefix, that each
+/// arrives once and in order.
+async fn recv_in_publisher_order(reader: &mut WsClient, prefixes: &[&str], each: usize) {
+    let mut next = vec![0; prefixes.len()];
+    for _ in 0..prefixes.len() * each {
+        let text = recv(reader).await;
+        let p = prefixes
+            .iter()
+            .position(|p| text.starts_with(p))
+            .unwrap_or_else(|| panic!("unexpected {text:?}"));
+        assert_eq!(
+            text,
+            format!("{}{}", prefixes[p], next[p]),
+            "order of {}",
+            prefixes[p]
+        );
+        next[p] += 1;
+    }
+    assert_silent(reader, QUIET).await;
+}
+
+#[tokio::test]
+async fn three_nodes_deliver_every_broadcast_once_in_publisher_order() {
+    let server = RedisServer::start();
+    let (a, b, c) = (
+        node(RedisConfig::new(server.url())).await,
+        node(RedisConfig::new(server.url())).await,
+        node(RedisConfig::new(server.url())).await,
+    );
+    let mut a1 = connect(a.addr, None).await;
+    let mut a2 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    let mut c1 = connect(c.addr, None).await;
+    // One subscriber connection per node, whatever its number of clients.
+    subscribers(&server, "tower-ws:all", 3).await;
+    assert_eq!(server.cli(&["PUBSUB", "CHANNELS"]).lines().count(), 1);
+
+    // Two publishers on two nodes at once.
+    const EACH: usize = 200;
+    let (mut a_pub, mut b_pub) = (connect(a.addr, None).await, connect(b.addr, None).await);
+    let a_sends = async {
+        for i in 0..EACH {
+            send(&mut a_pub, &format!("all a{i}")).await;
+        }
+    };
+    let b_sends = async {
+        for i in 0..EACH {
+            send(&mut b_pub, &format!("all b{i}")).await;
+        }
+    };
+    tokio::join!(a_sends, b_sends);
+    for reader in [&mut a1, &mut a2, &mut b1, &mut c1] {
+        recv_in_publisher_order(reader, &["a", "b"], EACH).await;
+    }
+    // One Redis message per broadcast, not one per recipient; nothing lost.
+    eventually("published", nodes::WAIT, || {
+        a.redis.stats().published == EACH as u64 && b.redis.stats().published == EACH as u64
+    })
+    .await;
+    for n in [&a, &b, &c] {
+        let stats = n.redis.stats();
+        assert_eq!((stats.publish_dropped, stats.receive_dropped), (0, 0));
+    }
+    // Each node received the other publisher's messages only (its own
+    // echo is ignored): C got both, A and B one each.
+    assert_eq!(c.redis.stats().received, 2 * EACH as u64);
+    assert_eq!(a.redis.stats().received, EACH as u64);
+    assert_eq!(b.redis.stats().received, EACH as u64);
+    drop((a_pub, b_pub));
+}
+
+#[tokio::test]
+async fn rooms_reach_only_the_nodes_with_members() {
+    let server = RedisServer::start();
+    let (a, b, c) = (
+        node(RedisConfig::new(server.url())).await,
+        node(RedisConfig::new(server.url())).await,
+        node(RedisConfig::new(server.url())).await,
+    );
+    let mut a_red = connect(a.addr, Some("red")).await;
+    let mut b_red = connect(b.addr, Some("red")).await;
+    let mut c_blue = connect(c.addr, Some("blue")).await;
+    subscribers(&server, "tower-ws:room:red", 2).await;
+    subscribers(&server, "tower-ws:room:blue", 1).await;
+    subscribers(&server, "tower-ws:all", 3).await;
+
+    for i in 0..50 {
+        send(&mut a_red, &format!("room red r{i}")).await;
+    }
+    send(&mut c_blue, "room blue only blue").await;
+    for reader in [&mut a_red, &mut b_red] {
+        recv_in_publisher_order(reader, &["r"], 50).await;
+    }
+    assert_eq!(recv(&mut c_blue).await, "only blue");
+    assert_silent(&mut c_blue, QUIET).await;
+    // C is not subscribed to red: Redis sent it none of red's traffic.
+    assert_eq!(c.redis.stats().received, 0);
+    assert_eq!(b.redis.stats().received, 50);
+
+    // B's last red member leaves: B unsubscribes, A stays.
+    drop(b_red);
+    subscribers(&server, "tower-ws:room:red", 1).await;
+    subscribers(&server, "tower-ws:all", 2).await;
+    send(&mut a_red, "room red after").await;
+    assert_eq!(recv(&mut a_red).await, "after");
+    assert_eq!(b.redis.stats().received, 50);
+    drop(c);
+}
+
+#[test]
+fn presence_agrees_on_every_node_and_a_killed_node_disappears_in_time() {
+    let server = RedisServer::start();
+    let main = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    main.block_on(async {
+        let a = node(RedisConfig::new(server.url())).await;
+        let b = node(RedisConfig::new(server.url())).await;
+        // Node C on a runtime of its own, to kill it without a goodbye.
+        let doomed = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = server.url();
+        let c = doomed
+            .spawn(async move { node(RedisConfig::new(url)).await })
+            .await
+            .unwrap();
+
+        let _a1 = connect(a.addr, Some("red")).await;
+        let _a2 = connect(a.addr, None).await;
+        let _b1 = connect(b.addr, Some("red")).await;
+        let _c1 = connect(c.addr, Some("red")).await;
+        let _c2 = connect(c.addr, Some("blue")).await;
+        let hubs = [&a.hub, &b.hub, &c.hub];
+        eventually(
+            "every node counts 5 online, 3 in red, 1 in blue",
+            nodes::WAIT,
+            || {
+                hubs.iter().all(|hub| {
+                    let clients = hub.clients();
+                    (
+                        clients.len(),
+                        clients.to("red").len(),
+                        clients.to("blue").len(),
+                    ) == (5, 3, 1)
+                })
+            },
+        )
+        .await;
+        assert_eq!(a.hub.clients().local_len(), 2);
+
+        // C crashes: no goodbye, its counts expire.
+        doomed.shutdown_background();
+        let killed = Instant::now();
+        let bound = TTL + HEARTBEAT;
+        eventually(
+            "C's members leave the counts",
+            bound + Duration::from_secs(1),
+            || {
+                [&a.hub, &b.hub].iter().all(|hub| {
+                    let clients = hub.clients();
+                    (
+                        clients.len(),
+                        clients.to("red").len(),
+                        clients.to("blue").len(),
+                    ) == (3, 2, 0)
+                })
+            },
+        )
+        .await;
+        let took = killed.elapsed();
+        assert!(
+            took <= bound + Duration::from_millis(300),
+            "took {took:?}, bound {bound:?}"
+        );
+        drop(c);
+    });
+}
+
+#[tokio::test]
+async fn redis_killed_mid_traffic_and_restarted() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let a = node(RedisConfig::new(server.url())).await;
+    let b = node(RedisConfig::new(server.url())).await;
+    let mut sender = connect(a.addr, None).await;
+    let mut a1 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    subscribers(&server, "tower-ws:all", 2).await;
+
+    // Every 10 ms a numbered broadcast from A; Redis dies after 50 and
+    // comes back a second later; 400 in all.
+    const TOTAL: usize = 400;
+    let traffic = async {
+        for i in 0..TOTAL {
+            send(&mut sender, &format!("all {i}")).await;
+            if i == 50 {
+                server.kill();
+            }
+            if i == 150 {
+                server = RedisServer::start_on(port, false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // A's own client gets everything, in order, throughout.
+    let local = async {
+        for i in 0..TOTAL {
+            assert_eq!(recv(&mut a1).await, format!("{i}"));
+        }
+    };
+    // B's client: a gap while Redis is away, then delivery resumes; never
+    // a duplicate, never out of order.
+    let remote = async {
+        let mut got = Vec::new();
+        while got.last() != Some(&(TOTAL - 1)) {
+            let n: usize = recv(&mut b1).await.parse().unwrap();
+            assert!(got.last().is_none_or(|last| n > *last), "{n} after {got:?}");
+            got.push(n);
+        }
+        got
+    };
+    let ((), (), got) = tokio::join!(traffic, local, remote);
+    let restarted_at = 150;
+    assert!(got.iter().any(|n| *n <= 50), "delivered before the crash");
+    let resumed = got.iter().find(|n| **n > restarted_at).copied().unwrap();
+    // Resumed within 3 s (300 messages of 10 ms) of the restart.
+    assert!(resumed < restarted_at + 300, "resumed at {resumed}");
+    let unique: HashSet<_> = got.iter().collect();
+    assert_eq!(unique.len(), got.len());
+
+    // Every broadcast is accounted for: published, or dropped and counted.
+    let stats = a.redis.stats();
+    assert!(stats.publish_dropped > 0, "{stats:?}");
+    assert_eq!(
+        stats.published + stats.publish_dropped,
+        TOTAL as u64,
+        "{stats:?}"
+    );
+    assert!(got.len() as u64 <= TOTAL as u64 - stats.publish_dropped + 1);
+    assert!(b.redis.stats().reconnects >= 1);
+    assert!(b.redis.stats().subscriber_connected);
+}
+
+#[tokio::test]
+async fn a_frozen_redis_never_stalls_websockets() {
+    let server = RedisServer::start();
+    let config = RedisConfig::new(server.url())
+        .publish_queue(16)
+        .response_timeout(Duration::from_millis(500));
+    let a = node(config.clone()).await;
+    let b = node(config).await;
+    let mut a1 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    subscribers(&server, "tower-ws:all", 2).await;
+
+    // Redis stops answering (SIGSTOP): A's clients keep chatting at full
+    // speed; what cannot be published is dropped and counted.
+    server.signal("STOP");
+    let start = Instant::now();
+    for i in 0..500 {
+        send(&mut a1, &format!("all {i}")).await;
+        assert_eq!(recv(&mut a1).await, i.to_string());
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        a.redis.stats().publish_dropped >= 500 - 16 - 64 - 1,
+        "{:?}",
+        a.redis.stats()
+    );
+
+    // Thawed: the connections are re-established and cross-node delivery
+    // resumes.
+    server.signal("CONT");
+    let resumed = Instant::now();
+    loop {
+        send(&mut a1, "all again").await;
+        assert_eq!(recv(&mut a1).await, "again");
+        if let Ok(Some(Ok(msg))) = tokio::time::timeout(
+            Duration::from_millis(100),
+            futures_util::StreamExt::next(&mut b1),
+        )
+        .await
+        {
+            if msg.to_text().unwrap() == "again" {
+                break;
+            }
+        }
+        assert!(
+            resumed.elapsed() < nodes::WAIT,
+            "cross-node delivery did not resume"
+        );
+    }
+}
+
+#[tokio::test]
+async fn starts_without_redis_serves_locally_and_joins_when_it_appears() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = node(RedisConfig::new(&url)).await;
+    let b = node(RedisConfig::new(&url)).await;
+    let mut a1 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    send(&mut a1, "all alone").await;
+    assert_eq!(recv(&mut a1).await, "alone");
+    assert_silent(&mut b1, QUIET).await;
+    assert_eq!(a.hub.clients().len(), 1);
+
+    let server = RedisServer::start_on(port, false);
+    subscribers(&server, "tower-ws:all", 2).await;
+    eventually("A publishes again", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    send(&mut a1, "all together").await;
+    assert_eq!(recv(&mut a1).await, "together");
+    assert_eq!(recv(&mut b1).await, "together");
+    eventually("presence", nodes::WAIT, || a.hub.clients().len() == 2).await;
+}
+
+#[tokio::test]
+async fn cluster_rooms_on_different_shards_use_sharded_pub_sub() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    // Two rooms whose channels hash to different shards.
+    let mut rooms: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let room = format!("room{i}");
+        let owner = cluster.owner(&format!("tower-ws:room:{room}")).port;
+        if rooms.iter().all(|(_, port)| *port != owner) {
+            rooms.push((room, owner));
+        }
+        if rooms.len() == 2 {
+            break;
+        }
+    }
+    let urls = [cluster.nodes[0].url()];
+    let a = node(RedisConfig::cluster(urls.clone())).await;
+    let b = node(RedisConfig::cluster(urls)).await;
+    let (red, blue) = (rooms[0].0.as_str(), rooms[1].0.as_str());
+    let mut a_red = connect(a.addr, Some(red)).await;
+    let mut b_red = connect(b.addr, Some(red)).await;
+    let mut b_blue = connect(b.addr, Some(blue)).await;
+    for (room, _) in &rooms {
+        let channel = format!("tower-ws:room:{room}");
+        let owner = cluster.owner(&channel);
+        let want = if room == red { 2 } else { 1 };
+        subscribers(owner, &channel, want).await;
+        for other in cluster.nodes.iter().filter(|n| n.port != owner.port) {
+            assert_eq!(
+                other.subscribers(&channel),
+                0,
+                "{channel} only on its shard"
+            );
+        }
+    }
+    subscribers(cluster.owner("tower-ws:all"), "tower-ws:all", 2).await;
+
+    for i in 0..50 {
+        send(&mut a_red, &format!("room {red} r{i}")).await;
+        send(&mut b_blue, &format!("room {blue} b{i}")).await;
+    }
+    for reader in [&mut a_red, &mut b_red] {
+        recv_in_publisher_order(reader, &["r"], 50).await;
+    }
+    recv_in_publisher_order(&mut b_blue, &["b"], 50).await;
+    assert_eq!(a.redis.stats().published, 50);
+    assert_eq!(b.redis.stats().received, 50);
+    assert_eq!(a.redis.stats().received, 0);
+}
