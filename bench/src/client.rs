@@ -174,6 +174,77 @@ impl FrameReader {
         expect: &[u8],
     ) -> Result<Check> {
         let mut got = 0; // plain payload bytes matched so far
+        let read = self
+            .read_message(io, |op| (op != opcode).then(|| format!("opcode {op}, sent {opcode}")), |chunk| {
+                if expect.get(got..got + chunk.len()) != Some(chunk) {
+                    return Some(format!("payload differs within bytes {got}..{}", got + chunk.len()));
+                }
+                got += chunk.len();
+                None
+            })
+            .await?;
+        let (done, compressed) = match read {
+            Err(why) => return Ok(Check::Mismatch(why)),
+            Ok(read) => read,
+        };
+        if compressed {
+            self.inflate_message(expect.len())?;
+            if self.inflated != expect {
+                return Ok(Check::Mismatch(format!(
+                    "inflated payload differs ({} bytes, sent {})",
+                    self.inflated.len(),
+                    expect.len()
+                )));
+            }
+        } else if got != expect.len() {
+            return Ok(Check::Mismatch(format!(
+                "echo has {got} bytes, sent {}",
+                expect.len()
+            )));
+        }
+        Ok(Check::Ok(done))
+    }
+
+    /// Read one whole uncompressed message of any content, copying its first
+    /// `head.len()` payload bytes into `head` (the rest is skipped). Returns
+    /// the opcode and the payload length.
+    pub async fn recv_head<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        head: &mut [u8],
+    ) -> Result<(u8, usize, Received)> {
+        let mut opcode = 0;
+        let mut len = 0;
+        let read = self
+            .read_message(io, |op| {
+                opcode = op;
+                None
+            }, |chunk| {
+                if len < head.len() {
+                    let n = chunk.len().min(head.len() - len);
+                    head[len..len + n].copy_from_slice(&chunk[..n]);
+                }
+                len += chunk.len();
+                None
+            })
+            .await?;
+        match read {
+            Ok((_, true)) => Err(bad("compressed message (fan-out runs without deflate)")),
+            Ok((done, false)) => Ok((opcode, len, done)),
+            Err(why) => Err(bad(why)),
+        }
+    }
+
+    /// The frame loop: `first` sees the message's opcode, `chunk` each piece
+    /// of uncompressed payload (compressed payload is gathered in
+    /// `self.compressed`); either may refuse the message with a reason.
+    /// Returns what was received and whether it was compressed.
+    async fn read_message<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        mut first_op: impl FnMut(u8) -> Option<String>,
+        mut chunk: impl FnMut(&[u8]) -> Option<String>,
+    ) -> Result<std::result::Result<(Received, bool), String>> {
         let mut first = true;
         let mut compressed = false;
         let mut done = Received {
@@ -215,8 +286,8 @@ impl FrameReader {
             }
             self.start += hdr;
             if first {
-                if op != opcode {
-                    return Ok(Check::Mismatch(format!("opcode {op}, sent {opcode}")));
+                if let Some(why) = first_op(op) {
+                    return Ok(Err(why));
                 }
                 compressed = rsv1;
                 self.compressed.clear();
@@ -224,47 +295,25 @@ impl FrameReader {
             } else if op != 0 {
                 return Err(bad("expected continuation frame"));
             }
-            // Payload: consume whatever is buffered, comparing as we go.
+            // Payload: consume whatever is buffered, as it comes.
             while len > 0 {
                 if self.start == self.end {
                     self.fill(io).await?;
                 }
                 let n = len.min(self.end - self.start);
-                let chunk = &self.buf[self.start..self.start + n];
+                let piece = &self.buf[self.start..self.start + n];
                 if compressed {
-                    self.compressed.extend_from_slice(chunk);
-                } else {
-                    if expect.get(got..got + n) != Some(chunk) {
-                        return Ok(Check::Mismatch(format!(
-                            "payload differs within bytes {got}..{}",
-                            got + n
-                        )));
-                    }
-                    got += n;
+                    self.compressed.extend_from_slice(piece);
+                } else if let Some(why) = chunk(piece) {
+                    return Ok(Err(why));
                 }
                 self.start += n;
                 len -= n;
             }
             if fin {
-                break;
+                return Ok(Ok((done, compressed)));
             }
         }
-        if compressed {
-            self.inflate_message(expect.len())?;
-            if self.inflated != expect {
-                return Ok(Check::Mismatch(format!(
-                    "inflated payload differs ({} bytes, sent {})",
-                    self.inflated.len(),
-                    expect.len()
-                )));
-            }
-        } else if got != expect.len() {
-            return Ok(Check::Mismatch(format!(
-                "echo has {got} bytes, sent {}",
-                expect.len()
-            )));
-        }
-        Ok(Check::Ok(done))
     }
 
     fn inflate_message(&mut self, hint: usize) -> Result<()> {

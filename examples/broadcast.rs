@@ -1,0 +1,87 @@
+//! Fan-out server for the broadcast benchmark (`bench/fanout.sh`): every
+//! text or binary message a client sends is broadcast to every client, with
+//! [`Clients::broadcast`](tower_ws::handler::Clients::broadcast); with
+//! `--redis URL`, to the clients of every node sharing that Redis.
+//!
+//! Run: `cargo run --release --example broadcast -- [ADDR] [--redis URL]`
+//! (ADDR defaults to 127.0.0.1:9002). No permessage-deflate, so the
+//! benchmark measures the broadcast path, not compression. Prints the
+//! backplane's counters on Ctrl-C.
+
+use std::net::SocketAddr;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tower_ws::backplane::{RedisBackplane, RedisConfig};
+use tower_ws::handler::{Client, Handler, Hub, Options};
+use tower_ws::{Config, Message, WebSocketService};
+
+struct Broadcast;
+
+impl Handler for Broadcast {
+    async fn on_message(&self, msg: Message, client: &Client) {
+        client.clients().broadcast(msg);
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut addr: SocketAddr = "127.0.0.1:9002".parse().expect("valid default address");
+    let mut redis_url = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--redis" => redis_url = args.next(),
+            other => {
+                addr = other.parse().map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{other:?} is not an address like 127.0.0.1:9002: {e}"),
+                    )
+                })?
+            }
+        }
+    }
+    // One thread, as every server of the benchmark (pinned to one core).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(addr, redis_url))
+}
+
+async fn serve(addr: SocketAddr, redis_url: Option<String>) -> std::io::Result<()> {
+    let mut options = Options::default();
+    let mut redis = None;
+    if let Some(url) = redis_url {
+        let backplane = RedisBackplane::new(RedisConfig::new(url))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        options = options.backplane(backplane.clone());
+        redis = Some(backplane);
+    }
+    let service =
+        WebSocketService::new(Hub::new(Broadcast, options)).config(Config::default().deflate(None));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening on ws://{}", listener.local_addr()?);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            _ = &mut ctrl_c => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+    if let Some(redis) = redis {
+        println!("{:?}", redis.stats());
+    }
+    Ok(())
+}
