@@ -175,13 +175,20 @@ impl FrameReader {
     ) -> Result<Check> {
         let mut got = 0; // plain payload bytes matched so far
         let read = self
-            .read_message(io, |op| (op != opcode).then(|| format!("opcode {op}, sent {opcode}")), |chunk| {
-                if expect.get(got..got + chunk.len()) != Some(chunk) {
-                    return Some(format!("payload differs within bytes {got}..{}", got + chunk.len()));
-                }
-                got += chunk.len();
-                None
-            })
+            .read_message(
+                io,
+                |op| (op != opcode).then(|| format!("opcode {op}, sent {opcode}")),
+                |chunk| {
+                    if expect.get(got..got + chunk.len()) != Some(chunk) {
+                        return Some(format!(
+                            "payload differs within bytes {got}..{}",
+                            got + chunk.len()
+                        ));
+                    }
+                    got += chunk.len();
+                    None
+                },
+            )
             .await?;
         let (done, compressed) = match read {
             Err(why) => return Ok(Check::Mismatch(why)),
@@ -216,17 +223,21 @@ impl FrameReader {
         let mut opcode = 0;
         let mut len = 0;
         let read = self
-            .read_message(io, |op| {
-                opcode = op;
-                None
-            }, |chunk| {
-                if len < head.len() {
-                    let n = chunk.len().min(head.len() - len);
-                    head[len..len + n].copy_from_slice(&chunk[..n]);
-                }
-                len += chunk.len();
-                None
-            })
+            .read_message(
+                io,
+                |op| {
+                    opcode = op;
+                    None
+                },
+                |chunk| {
+                    if len < head.len() {
+                        let n = chunk.len().min(head.len() - len);
+                        head[len..len + n].copy_from_slice(&chunk[..n]);
+                    }
+                    len += chunk.len();
+                    None
+                },
+            )
             .await?;
         match read {
             Ok((_, true)) => Err(bad("compressed message (fan-out runs without deflate)")),

@@ -57,6 +57,18 @@ where
     });
 }
 
+/// Clock ticks per second in /proc (USER_HZ): 100 on every Linux ABI.
+pub const TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime of a process (all its threads) in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
 pub fn accept_key(key: &[u8]) -> String {
     let mut sha = Sha1::new();

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tower_ws_bench::client::{Check, Conn, Deflate, connect};
 use tower_ws_bench::payload::{self, OP_BINARY, OP_PONG, OP_TEXT, client_frame};
+use tower_ws_bench::{TICKS_PER_SEC, cpu_ticks};
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 /// Handshakes in flight at once: stays under the listen backlog with 10k conns.
@@ -314,18 +315,6 @@ async fn drive(
 struct Cpu {
     server: Option<u64>,
     load: Option<u64>,
-}
-
-/// Clock ticks per second in /proc (USER_HZ): 100 on every Linux ABI.
-const TICKS_PER_SEC: f64 = 100.0;
-
-/// utime + stime of a process (all its threads) in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 fn report(args: &Args, stats: &Stats, negotiated: bool, cpu: Cpu) {
