@@ -7,7 +7,8 @@
 # Servers run on core 0 (both of them in the two-node row: the same CPU
 # budget), the load generator and redis-server on core 1.
 #
-#   bash bench/fanout.sh          # writes bench/results/fanout.json, one JSON line per row
+#   bash bench/fanout.sh          # writes bench/results/fanout.json (one JSON line per row),
+#                                 # bench/results/fanout.md and its section of BENCHMARKS.md
 #   SUBSCRIBERS=1000 SIZE=64 SECONDS=5 WARMUP=1 ROUNDS=3 INFLIGHT=16 bash bench/fanout.sh
 #
 # Each line is the load generator's (bench/src/bin/fanout.rs) plus "row",
@@ -58,11 +59,12 @@ publish_calls() { redis-cli -p "$1" INFO commandstats | sed -n 's/^cmdstat_publi
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
 load_args=(--subscribers "$SUBSCRIBERS" --size "$SIZE" --seconds "$RUN_SECONDS" --warmup "$WARMUP" --inflight "$INFLIGHT")
+loadavg=$(cut -d' ' -f1 /proc/loadavg)
 for round in $(seq "$ROUNDS"); do
   echo "== round $round: one node" >&2
   start_server; one=$addr; one_pid=$pid
   line=$(taskset -c 1 "$LOAD" --addr "$one" --pid "$one_pid" "${load_args[@]}")
-  echo "${line%\}},\"row\":\"one-node\",\"round\":$round}" | tee -a "$OUT"
+  echo "${line%\}},\"row\":\"one-node\",\"round\":$round,\"loadavg_before\":$loadavg}" | tee -a "$OUT"
   cleanup
 
   echo "== round $round: two nodes through Redis" >&2
@@ -77,7 +79,8 @@ for round in $(seq "$ROUNDS"); do
   after=$(publish_calls "$rport")
   total=$(sed -n 's/.*"published_total":\([0-9]*\).*/\1/p' <<<"$line")
   per=$(python3 -c "print(f'{($after - $before) / max($total, 1):.3f}')")
-  echo "${line%\}},\"row\":\"two-nodes\",\"round\":$round,\"redis_publish_per_broadcast\":$per}" | tee -a "$OUT"
+  echo "${line%\}},\"row\":\"two-nodes\",\"round\":$round,\"loadavg_before\":$loadavg,\"redis_publish_per_broadcast\":$per}" | tee -a "$OUT"
   cleanup
 done
 echo "== wrote $OUT" >&2
+[[ $OUT == "$BENCH/results/fanout.json" ]] && python3 "$BENCH/fanout_report.py" "$OUT"

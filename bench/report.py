@@ -340,6 +340,10 @@ def write_all(data, quick):
         md = md.replace("bench/results/echo.svg", "quick.svg")
     (RESULTS / f"{stem}.svg").write_text(svg(data) + "\n")
     target = RESULTS / "quick.md" if quick else ROOT / "BENCHMARKS.md"
+    fanout = RESULTS / "fanout.md"
+    if not quick and fanout.exists():
+        # The fan-out rows (bench/fanout.sh, bench/fanout_report.py) stay.
+        md = md.rstrip("\n") + "\n\n<!-- fanout:start -->\n" + fanout.read_text() + "<!-- fanout:end -->\n"
     target.write_text(md)
     print(md)
     print(f"\nwrote {target}, {RESULTS / (stem + '.json')}, {RESULTS / (stem + '.svg')}",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the dependencies of the interop test suites (tests/python, tests/node).
+# Installs the dependencies of the interop test suites (tests/python, tests/node),
+# Chromium for tests/browser and redis-server/redis-cli for the backplane tests.
 # Idempotent: safe to run repeatedly. Needs Rust, Python 3, Node/npm and (as root) apt.
 #
 #   bash scripts/setup-test-deps.sh
@@ -69,6 +70,14 @@ if [ -x /usr/bin/chromium ]; then
 else
     apt_install chromium
     [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
+fi
+
+# --- Redis (the backplane tests start their own redis-server processes) ------
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    say "redis present: $(redis-server --version | cut -d' ' -f3)"
+else
+    apt_install redis-server redis-tools
+    command -v redis-server >/dev/null || die "redis-server installed but not on PATH"
 fi
 
 say "done. Run: $VENV/bin/pytest tests/python && node --test tests/node/"

@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==== %s ====\n' "$*"; }
 
-step "installing test dependencies (Python venv, npm packages, chromium)"
+step "installing test dependencies (Python venv, npm packages, chromium, redis-server)"
 bash scripts/setup-test-deps.sh
 
 step "cargo fmt --check"
@@ -44,7 +44,7 @@ step "interop: Python websockets client"
 step "interop: Node ws client"
 node --test tests/node/*.test.js
 
-step "browser: the demo page in headless Chromium (two pages chat, deflate, server close)"
+step "browser: the demo page in headless Chromium (two pages chat, deflate, server close; two demo nodes through Redis)"
 node --test tests/browser/*.test.mjs
 
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
