@@ -158,6 +158,16 @@ async fn rooms_reach_only_the_nodes_with_members() {
     drop(c);
 }
 
+/// Everyone, red and blue, as `hub` counts them on every node.
+fn counts(hub: &Hub<nodes::RoomChat>) -> (usize, usize, usize) {
+    let clients = hub.clients();
+    (
+        clients.len(),
+        clients.to("red").len(),
+        clients.to("blue").len(),
+    )
+}
+
 #[test]
 fn presence_agrees_on_every_node_and_a_killed_node_disappears_in_time() {
     let server = RedisServer::start();
@@ -189,16 +199,7 @@ fn presence_agrees_on_every_node_and_a_killed_node_disappears_in_time() {
         eventually(
             "every node counts 5 online, 3 in red, 1 in blue",
             nodes::WAIT,
-            || {
-                hubs.iter().all(|hub| {
-                    let clients = hub.clients();
-                    (
-                        clients.len(),
-                        clients.to("red").len(),
-                        clients.to("blue").len(),
-                    ) == (5, 3, 1)
-                })
-            },
+            || hubs.iter().all(|hub| counts(hub) == (5, 3, 1)),
         )
         .await;
         assert_eq!(a.hub.clients().local_len(), 2);
@@ -210,16 +211,7 @@ fn presence_agrees_on_every_node_and_a_killed_node_disappears_in_time() {
         eventually(
             "C's members leave the counts",
             bound + Duration::from_secs(1),
-            || {
-                [&a.hub, &b.hub].iter().all(|hub| {
-                    let clients = hub.clients();
-                    (
-                        clients.len(),
-                        clients.to("red").len(),
-                        clients.to("blue").len(),
-                    ) == (3, 2, 0)
-                })
-            },
+            || [&a.hub, &b.hub].iter().all(|hub| counts(hub) == (3, 2, 0)),
         )
         .await;
         let took = killed.elapsed();
@@ -377,6 +369,32 @@ async fn starts_without_redis_serves_locally_and_joins_when_it_appears() {
 }
 
 #[tokio::test]
+async fn credentials_from_the_config_reach_a_password_protected_redis() {
+    let server = RedisServer::start_with_password("s3cret");
+    let url = server.url();
+    let a = node(RedisConfig::new(&url).password("s3cret")).await;
+    let b = node(RedisConfig::new(&url).password("s3cret")).await;
+    // A node with the wrong password never connects, and keeps serving.
+    let wrong = node(RedisConfig::new(&url).password("wrong")).await;
+    let mut a1 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    let mut w1 = connect(wrong.addr, None).await;
+    subscribers(&server, "tower-ws:all", 2).await;
+    eventually("A publishes", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    send(&mut a1, "all over auth").await;
+    assert_eq!(recv(&mut b1).await, "over auth");
+    send(&mut w1, "all local only").await;
+    assert_eq!(recv(&mut w1).await, "local only");
+    assert_silent(&mut b1, QUIET).await;
+    let stats = wrong.redis.stats();
+    assert!(!stats.publisher_connected && !stats.subscriber_connected);
+    assert_eq!(stats.publish_dropped, 1);
+}
+
+#[tokio::test]
 async fn cluster_rooms_on_different_shards_use_sharded_pub_sub() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
@@ -426,4 +444,9 @@ async fn cluster_rooms_on_different_shards_use_sharded_pub_sub() {
     assert_eq!(a.redis.stats().published, 50);
     assert_eq!(b.redis.stats().received, 50);
     assert_eq!(a.redis.stats().received, 0);
+    // Presence works on the cluster too.
+    eventually("presence", nodes::WAIT, || {
+        a.hub.clients().len() == 3 && b.hub.clients().to(red).len() == 2
+    })
+    .await;
 }

@@ -3,15 +3,14 @@
 #![allow(dead_code)]
 
 pub mod redis_server;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -72,22 +71,7 @@ impl Handler for RoomChat {
 /// A hub with `options` serving [`RoomChat`] on a free loopback port.
 pub async fn start_node(options: Options) -> (Hub<RoomChat>, SocketAddr) {
     let hub = Hub::new(RoomChat, options);
-    let service = WebSocketService::new(hub.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
+    let addr = support::serve(WebSocketService::new(hub.clone())).await;
     (hub, addr)
 }
 

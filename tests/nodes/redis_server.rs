@@ -12,6 +12,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     cluster: bool,
+    /// `-a PASSWORD` for redis-cli, if the server wants one.
+    cli_auth: Vec<String>,
 }
 
 /// A free loopback port (bound, read, released).
@@ -34,8 +36,22 @@ impl RedisServer {
         Self::start_on(free_port(), true)
     }
 
+    /// A standalone server on a free port that wants `password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::spawn(
+            free_port(),
+            false,
+            &["--requirepass", password],
+            &["-a", password],
+        )
+    }
+
     /// A server on `port` (to restart one where it was).
     pub fn start_on(port: u16, cluster: bool) -> Self {
+        Self::spawn(port, cluster, &[], &[])
+    }
+
+    fn spawn(port: u16, cluster: bool, extra: &[&str], cli_auth: &[&str]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("tower-ws-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -45,6 +61,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if cluster {
@@ -63,6 +80,7 @@ impl RedisServer {
             port,
             dir,
             cluster,
+            cli_auth: cli_auth.iter().map(|s| s.to_string()).collect(),
         };
         let start = Instant::now();
         while server.try_cli(&["PING"]).as_deref() != Some("PONG") {
@@ -86,6 +104,8 @@ impl RedisServer {
     fn try_cli(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli_auth)
+            .arg("--no-auth-warning")
             .args(args)
             .stderr(Stdio::null())
             .output()
