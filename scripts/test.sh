@@ -2,8 +2,9 @@
 # Runs every test of tower-ws on a machine that has only Rust, Python 3, Node
 # and apt: installs what the tests need, then runs, in order,
 #   1. formatting, clippy (-D warnings) and rustdoc (-D warnings),
-#   2. the Rust tests (unit, integration over real TCP, doc tests) and the
-#      core without default features,
+#   2. the Rust tests (unit, integration over real TCP, several nodes through
+#      redis-server processes they start, doc tests) and the core without
+#      default features,
 #   3. interop with real clients we do not write: Python `websockets`,
 #      Node `ws`, headless Chromium,
 #   4. the Autobahn|Testsuite cases against the echo example,

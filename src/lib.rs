@@ -14,6 +14,9 @@
 //!   it with a [`handler::Hub`], and broadcast to its [`handler::Clients`],
 //!   with bounded send queues, keepalive pings and graceful shutdown.
 //!   [`WebSocketService::max_connections`] caps how many are open at once.
+//! - Rooms ([`handler::Client::join`], [`handler::Clients::to`]) and, through
+//!   a [`backplane`], broadcast and presence across server instances: Redis
+//!   and Redis Cluster with the `redis` feature.
 //!
 //! ## Quick start
 //!
