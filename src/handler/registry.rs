@@ -41,13 +41,12 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    everyone: BTreeMap<u64, Member>,
+    /// Every client, as before rooms existed: broadcast to everyone walks
+    /// this map alone.
+    everyone: BTreeMap<u64, Client>,
     rooms: HashMap<Arc<str>, BTreeMap<u64, Client>>,
-}
-
-struct Member {
-    client: Client,
-    rooms: Vec<Arc<str>>,
+    /// The rooms of each client that is in any.
+    joined: HashMap<u64, Vec<Arc<str>>>,
 }
 
 impl Default for Clients {
@@ -84,11 +83,7 @@ impl Clients {
 
     pub(super) fn insert(&self, client: Client) {
         let mut state = self.state();
-        let member = Member {
-            client: client.clone(),
-            rooms: Vec::new(),
-        };
-        state.everyone.insert(client.id(), member);
+        state.everyone.insert(client.id(), client);
         if state.everyone.len() == 1 {
             self.subscribe(Topic::Everyone);
         }
@@ -98,11 +93,11 @@ impl Clients {
     /// Takes the client out of the registry and out of its rooms.
     pub(super) fn remove(&self, id: u64) {
         let mut state = self.state();
-        let Some(member) = state.everyone.remove(&id) else {
+        if state.everyone.remove(&id).is_none() {
             return;
-        };
-        for room in &member.rooms {
-            state.leave_room(room, id, self.shared.backplane.as_deref());
+        }
+        for room in state.joined.remove(&id).unwrap_or_default() {
+            state.leave_room(&room, id, self.shared.backplane.as_deref());
         }
         if state.everyone.is_empty() {
             self.unsubscribe(Topic::Everyone);
@@ -115,10 +110,11 @@ impl Clients {
     pub(super) fn join(&self, client: &Client, room: &str) -> bool {
         let mut state = self.state();
         let state = &mut *state;
-        let Some(member) = state.everyone.get_mut(&client.id()) else {
+        if !state.everyone.contains_key(&client.id()) {
             return false;
-        };
-        if member.rooms.iter().any(|r| &**r == room) {
+        }
+        let joined = state.joined.entry(client.id()).or_default();
+        if joined.iter().any(|r| &**r == room) {
             return false;
         }
         let name = match state.rooms.get_key_value(room) {
@@ -133,20 +129,23 @@ impl Clients {
         if let Some(members) = state.rooms.get_mut(room) {
             members.insert(client.id(), client.clone());
         }
-        member.rooms.push(name);
+        joined.push(name);
         true
     }
 
     /// Takes the client out of `room`; false if it was not in it.
     pub(super) fn leave(&self, client: &Client, room: &str) -> bool {
         let mut state = self.state();
-        let Some(member) = state.everyone.get_mut(&client.id()) else {
+        let Some(joined) = state.joined.get_mut(&client.id()) else {
             return false;
         };
-        let Some(at) = member.rooms.iter().position(|r| &**r == room) else {
+        let Some(at) = joined.iter().position(|r| &**r == room) else {
             return false;
         };
-        member.rooms.swap_remove(at);
+        joined.swap_remove(at);
+        if joined.is_empty() {
+            state.joined.remove(&client.id());
+        }
         state.leave_room(room, client.id(), self.shared.backplane.as_deref());
         true
     }
@@ -154,8 +153,8 @@ impl Clients {
     /// The rooms `client` is in.
     pub(super) fn rooms_of(&self, client: &Client) -> Vec<String> {
         let state = self.state();
-        state.everyone.get(&client.id()).map_or(Vec::new(), |m| {
-            m.rooms.iter().map(|r| r.to_string()).collect()
+        state.joined.get(&client.id()).map_or(Vec::new(), |rooms| {
+            rooms.iter().map(|r| r.to_string()).collect()
         })
     }
 
@@ -201,7 +200,7 @@ impl Clients {
 
     /// The client of this node with this [`id`](Client::id), if connected.
     pub fn get(&self, id: u64) -> Option<Client> {
-        self.state().everyone.get(&id).map(|m| m.client.clone())
+        self.state().everyone.get(&id).cloned()
     }
 
     /// The clients connected to this node, in connection order (a snapshot).
@@ -304,7 +303,7 @@ impl Shared {
     fn members(&self, topic: Topic<'_>) -> Vec<Client> {
         let state = self.state();
         match topic {
-            Topic::Everyone => state.everyone.values().map(|m| m.client.clone()).collect(),
+            Topic::Everyone => state.everyone.values().cloned().collect(),
             Topic::Room(room) => state
                 .rooms
                 .get(room)
