@@ -79,6 +79,7 @@ pub mod handshake;
 mod message;
 pub mod proto;
 mod service;
+mod shutdown;
 mod stream;
 
 pub use config::Config;
@@ -90,4 +91,5 @@ pub use service::{
     RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
     WebSocketLayer, WebSocketService,
 };
+pub use shutdown::Shutdown;
 pub use stream::{WebSocket, WebSocketReader, WebSocketWriter};
