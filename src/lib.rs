@@ -78,6 +78,8 @@ pub mod handler;
 pub mod handshake;
 mod message;
 pub mod proto;
+#[cfg(feature = "server")]
+pub mod server;
 mod service;
 mod shutdown;
 mod stream;
@@ -87,6 +89,8 @@ pub use error::Error;
 #[cfg(feature = "deflate")]
 pub use extensions::deflate::DeflateConfig;
 pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+#[cfg(feature = "server")]
+pub use server::serve;
 pub use service::{
     RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
     WebSocketLayer, WebSocketService,

@@ -2,6 +2,8 @@
 //! TCP port, and a raw client that writes frames byte by byte.
 #![allow(dead_code)]
 
+pub mod http2;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,16 +38,30 @@ pub async fn serve_with_timeouts<H: UpgradeHandler>(
     serve_on_loopback(service, Some(header_read_timeout)).await
 }
 
+/// The inner service of the test servers.
+pub type Hello = tower::util::ServiceFn<
+    fn(
+        http::Request<hyper::body::Incoming>,
+    ) -> std::future::Ready<Result<http::Response<Full<Bytes>>, Infallible>>,
+>;
+
+/// An inner service answering every request with "hello from the inner service".
+pub fn hello() -> Hello {
+    fn respond(
+        _req: http::Request<hyper::body::Incoming>,
+    ) -> std::future::Ready<Result<http::Response<Full<Bytes>>, Infallible>> {
+        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+            b"hello from the inner service",
+        )))))
+    }
+    tower::service_fn(respond as fn(_) -> _)
+}
+
 async fn serve_on_loopback<H: UpgradeHandler>(
     service: WebSocketService<H, tower_ws::UpgradeRequired>,
     header_read_timeout: Option<Duration>,
 ) -> SocketAddr {
-    let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"hello from the inner service",
-        ))))
-    });
-    let service = service.with_inner(inner);
+    let service = service.with_inner(hello());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -215,7 +231,7 @@ pub fn masked_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+pub fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     if buf.len() < 2 {
         return None;
     }
