@@ -67,6 +67,17 @@ test('two pages chat through the demo, then see its graceful 1001 shutdown', { s
   const context = await browser.newContext({ viewport: { width: 900, height: 640 }, deviceScaleFactor: 1 });
   const a = await context.newPage();
   const b = await context.newPage();
+  // A clean console: no errors, no failed requests, no 4xx (favicon included).
+  const problems = [];
+  for (const page of [a, b]) {
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+    });
+    page.on('requestfailed', (req) => problems.push(`request failed: ${req.url()}`));
+    page.on('response', (res) => {
+      if (res.status() >= 400) problems.push(`HTTP ${res.status()} for ${res.url()}`);
+    });
+  }
 
   // The page is served by ServeDir, the inner service, on the same port.
   const [socket] = await Promise.all([
@@ -105,6 +116,8 @@ test('two pages chat through the demo, then see its graceful 1001 shutdown', { s
   }
   const exit = await demoExit;
   assert.equal(exit.code, 0, 'the demo exits cleanly after its graceful shutdown');
+  assert.deepEqual(problems, [], 'a clean console');
+  assert.match(await a.textContent('#transport'), /WebSocket over HTTP\/1\.1/);
 
   mkdirSync(path.join(ROOT, 'artifacts'), { recursive: true });
   await a.screenshot({ path: path.join(ROOT, 'artifacts', 'demo.png') });
