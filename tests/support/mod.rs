@@ -6,7 +6,9 @@ pub mod http2;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -265,4 +267,60 @@ pub async fn echo(mut ws: tower_ws::UpgradedWebSocket, _head: tower_ws::RequestH
             break;
         }
     }
+}
+
+/// Counts handlers that are running: incremented when one starts,
+/// decremented when its future is dropped (returned or cancelled).
+#[derive(Clone, Default)]
+pub struct Live(Arc<AtomicUsize>);
+
+pub struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Live {
+    pub fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(self.0.clone())
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no handler runs.
+    pub async fn wait_zero(&self, within: Duration) {
+        self.wait_for(0, within).await;
+    }
+
+    /// Waits until exactly `n` handlers run.
+    pub async fn wait_for(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        while self.get() != n {
+            assert!(
+                start.elapsed() < within,
+                "{} handlers still running after {within:?}, not {n}",
+                self.get()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An echo service whose handlers are counted by `live`.
+pub fn counted_echo(live: &Live) -> WebSocketService<impl UpgradeHandler> {
+    let live = live.clone();
+    WebSocketService::new(
+        move |ws: tower_ws::UpgradedWebSocket, head: tower_ws::RequestHead| {
+            let guard = live.enter();
+            async move {
+                let _guard = guard;
+                echo(ws, head).await;
+            }
+        },
+    )
 }
