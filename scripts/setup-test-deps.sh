@@ -71,4 +71,11 @@ else
     [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
 fi
 
+# --- openssl CLI (tests/node and tests/browser make throwaway TLS certificates) --
+if command -v openssl >/dev/null; then
+    say "openssl present: $(command -v openssl)"
+else
+    apt_install openssl
+fi
+
 say "done. Run: $VENV/bin/pytest tests/python && node --test tests/node/"

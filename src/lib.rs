@@ -14,14 +14,14 @@
 //!   it with a [`handler::Hub`], and broadcast to its [`handler::Clients`],
 //!   with bounded send queues, keepalive pings and graceful shutdown.
 //!   [`WebSocketService::max_connections`] caps how many are open at once.
+//! - [`serve`] is the accept loop: HTTP/1.1 and HTTP/2 (RFC 8441) on one
+//!   port, TLS, deadlines, and a graceful shutdown that tells every open
+//!   WebSocket 1001 Going Away ([`Shutdown`]).
 //!
 //! ## Quick start
 //!
 //! ```no_run
 //! use futures_util::{SinkExt, StreamExt};
-//! use hyper_util::rt::{TokioExecutor, TokioIo};
-//! use hyper_util::server::conn::auto;
-//! use hyper_util::service::TowerToHyperService;
 //! use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
 //!
 //! #[tokio::main]
@@ -34,17 +34,15 @@
 //!         }
 //!     });
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-//!     loop {
-//!         let (tcp, _) = listener.accept().await?;
-//!         let service = TowerToHyperService::new(echo.clone());
-//!         tokio::spawn(
-//!             auto::Builder::new(TokioExecutor::new())
-//!                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-//!                 .into_owned(),
-//!         );
-//!     }
+//!     tower_ws::serve(listener, echo).await
 //! }
 //! ```
+//!
+//! [`serve`] (feature `server`, on by default) speaks HTTP/1.1 and HTTP/2 on
+//! one port, with TLS under feature `tls` (`.tls(TlsConfig::from_pem_files(..)?)`):
+//! browsers on HTTPS then open their WebSockets on the page's HTTP/2
+//! connection (RFC 8441). `WebSocketService` also runs under axum or your
+//! own hyper loop.
 //!
 //! ## Limits and security defaults
 //!

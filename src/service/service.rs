@@ -28,6 +28,36 @@ type Agreed = Option<(DeflateParams, u8)>;
 #[cfg(not(feature = "deflate"))]
 type Agreed = ();
 
+/// An accepted handshake: the response to send, and what was agreed.
+struct Accepted {
+    response: Response<Full<Bytes>>,
+    agreed: Agreed,
+}
+
+impl From<handshake::Accept> for Accepted {
+    fn from(accept: handshake::Accept) -> Self {
+        Accepted {
+            response: accept.response(),
+            #[cfg(feature = "deflate")]
+            agreed: accept.deflate,
+            #[cfg(not(feature = "deflate"))]
+            agreed: (),
+        }
+    }
+}
+
+impl From<handshake::ConnectAccept> for Accepted {
+    fn from(accept: handshake::ConnectAccept) -> Self {
+        Accepted {
+            response: accept.response(),
+            #[cfg(feature = "deflate")]
+            agreed: accept.deflate,
+            #[cfg(not(feature = "deflate"))]
+            agreed: (),
+        }
+    }
+}
+
 /// Answers WebSocket handshakes and hands each upgraded connection to a
 /// handler on its own task; every request that is not a WebSocket upgrade
 /// goes to the inner service `S` unchanged.
@@ -50,13 +80,11 @@ type Agreed = ();
 ///
 /// ```no_run
 /// use futures_util::{SinkExt, StreamExt};
-/// use hyper_util::rt::{TokioExecutor, TokioIo};
-/// use hyper_util::server::conn::auto;
-/// use hyper_util::service::TowerToHyperService;
 /// use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
 ///
 /// # async fn run() -> std::io::Result<()> {
-/// let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+/// let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, head: RequestHead| async move {
+///     println!("a WebSocket over {:?}", head.version);
 ///     while let Some(Ok(msg)) = ws.next().await {
 ///         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
 ///             break;
@@ -64,15 +92,7 @@ type Agreed = ();
 ///     }
 /// });
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-/// loop {
-///     let (tcp, _) = listener.accept().await?;
-///     let service = TowerToHyperService::new(echo.clone());
-///     tokio::spawn(async move {
-///         let _ = auto::Builder::new(TokioExecutor::new())
-///             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-///             .await;
-///     });
-/// }
+/// tower_ws::serve(listener, echo).await
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -271,7 +291,7 @@ where
         if !wanted_path {
             return ResponseFuture::inner(self.inner.call(req));
         }
-        let (response, agreed) = match negotiate(&req, &settings.policy) {
+        let Accepted { response, agreed } = match negotiate(&req, &settings.policy) {
             None if settings.path.is_some() => {
                 return ResponseFuture::ready(
                     Reject::new(
@@ -342,10 +362,7 @@ where
 /// Decides on a request: `None` if it is no WebSocket handshake at all,
 /// else the response (`101` over HTTP/1.1, `200` for an RFC 8441 extended
 /// CONNECT) and the agreed permessage-deflate, or the rejection.
-fn negotiate<B>(
-    req: &Request<B>,
-    policy: &Policy,
-) -> Option<Result<(Response<Full<Bytes>>, Agreed), Reject>> {
+fn negotiate<B>(req: &Request<B>, policy: &Policy) -> Option<Result<Accepted, Reject>> {
     if let Some(protocol) = connect_protocol(req) {
         if handshake::is_extended_connect(req.method(), Some(protocol)) {
             let accept = handshake::negotiate_extended_connect(
@@ -356,26 +373,14 @@ fn negotiate<B>(
                 req.headers(),
                 policy,
             );
-            return Some(accept.map(|a| {
-                #[cfg(feature = "deflate")]
-                let agreed = a.deflate;
-                #[cfg(not(feature = "deflate"))]
-                let agreed = ();
-                (a.response(), agreed)
-            }));
+            return Some(accept.map(Accepted::from));
         }
     }
     if !handshake::is_upgrade_attempt(req.headers()) {
         return None;
     }
     let accept = handshake::negotiate(req.method(), req.version(), req.headers(), policy);
-    Some(accept.map(|a| {
-        #[cfg(feature = "deflate")]
-        let agreed = a.deflate;
-        #[cfg(not(feature = "deflate"))]
-        let agreed = ();
-        (a.response(), agreed)
-    }))
+    Some(accept.map(Accepted::from))
 }
 
 /// The `:protocol` pseudo-header of an HTTP/2 request (RFC 8441 §4).
