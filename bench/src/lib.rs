@@ -124,3 +124,4 @@ mod tests {
 
 pub mod client;
 pub mod payload;
+pub mod transport;
