@@ -33,6 +33,16 @@ async fn closed_after(addr: SocketAddr, bytes: &[u8]) -> Duration {
     }
 }
 
+/// A plain HTTP/1.1 GET; the whole response.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
+}
+
 #[tokio::test]
 async fn silent_slow_and_stalled_connections_are_cut_off() {
     let timeout = Duration::from_millis(400);
@@ -67,12 +77,7 @@ async fn silent_slow_and_stalled_connections_are_cut_off() {
 #[tokio::test]
 async fn a_plain_request_for_the_websocket_path_gets_426_with_a_hint() {
     let server = start(WebSocketService::new(echo).path("/ws"), |s| s).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
+    let response = http_get(server.addr, "/ws").await;
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
     assert!(
         response
@@ -82,12 +87,7 @@ async fn a_plain_request_for_the_websocket_path_gets_426_with_a_hint() {
     );
     assert!(response.contains("WebSocket endpoint"), "{response}");
     // Other paths still reach the inner service.
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
+    let response = http_get(server.addr, "/").await;
     assert!(
         response.ends_with("hello from the inner service"),
         "{response}"
@@ -118,12 +118,7 @@ async fn an_axum_router_with_tower_http_layers_runs_under_serve() {
         ));
     let addr = spawn_serve(app).await;
 
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
+    let response = http_get(addr, "/").await;
     assert!(
         response.to_lowercase().contains("server: tower-ws"),
         "{response}"

@@ -1,11 +1,9 @@
 //! One accepted connection: TLS, the version sniff and hyper's HTTP/1.1 or
 //! HTTP/2 connection, each under its deadline, and graceful shutdown.
 
-use std::error::Error as StdError;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
-use hyper::body::{Body, Incoming};
+use http::Request;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -14,11 +12,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use super::Settings;
 use super::io::{Http, sniff};
+use super::{HttpService, Settings};
 use crate::shutdown::Shutdown;
-
-type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Puts the server's [`Shutdown`] into every request's extensions, where
 /// [`WebSocketService`](crate::WebSocketService) finds it.
@@ -57,15 +53,7 @@ pub(super) struct Conn<S> {
     pub(super) stop: CancellationToken,
 }
 
-impl<S, B> Conn<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpService> Conn<S> {
     /// Serves one connection to its end; errors only end the connection.
     pub(super) async fn run(self, tcp: TcpStream) {
         let _ = tcp.set_nodelay(self.settings.tcp_nodelay);

@@ -271,7 +271,25 @@ impl<S, F> fmt::Debug for WithGracefulShutdown<S, F> {
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-impl<S, B> IntoFuture for Serve<S>
+/// The services [`serve`] runs: any cloneable Tower service of
+/// `http::Request<hyper::body::Incoming>` whose futures, responses and
+/// errors can cross threads (an axum `Router`, a [`WebSocketService`](crate::WebSocketService),
+/// tower-http services and layers). Implemented for all of them.
+pub trait HttpService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::ResponseBody>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The response body.
+    type ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -280,6 +298,10 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    type ResponseBody = B;
+}
+
+impl<S: HttpService> IntoFuture for Serve<S> {
     type Output = std::io::Result<()>;
     type IntoFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
@@ -288,14 +310,9 @@ where
     }
 }
 
-impl<S, B, F> IntoFuture for WithGracefulShutdown<S, F>
+impl<S, F> IntoFuture for WithGracefulShutdown<S, F>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService,
     F: Future<Output = ()> + Send + 'static,
 {
     type Output = std::io::Result<()>;
@@ -307,14 +324,9 @@ where
 }
 
 /// The accept loop, then the graceful shutdown.
-async fn run<S, B, F>(serve: Serve<S>, signal: F) -> std::io::Result<()>
+async fn run<S, F>(serve: Serve<S>, signal: F) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService,
     F: Future<Output = ()> + Send,
 {
     let Serve {

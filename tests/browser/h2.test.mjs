@@ -11,28 +11,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { ARGS as CHROMIUM_ARGS, CHROMIUM, DEMO, ROOT, skip } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
-const DEMO = process.env.DEMO_BIN || path.join(TARGET, 'release', 'examples', 'demo');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ...CHROMIUM_ARGS,
   // The test's own throwaway certificate.
   '--ignore-certificate-errors',
 ];
-const skip = !existsSync(CHROMIUM)
-  ? `no Chromium at ${CHROMIUM}`
-  : !existsSync(DEMO)
-    ? `no demo binary at ${DEMO} (cargo build --release --example demo)`
-    : false;
 
 let cert;
 const running = new Set();
