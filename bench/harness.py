@@ -54,6 +54,20 @@ DEFLATE_MATRIX = [
 ]
 QUICK_DEFLATE_MATRIX = DEFLATE_MATRIX[:1]
 
+# WebSockets over HTTP/2 (RFC 8441 extended CONNECT, clear-text prior knowledge):
+# (label, conns, size, inflight, WebSockets per HTTP/2 connection).
+H2_MATRIX = [
+    ("h2 100 x 20 B, one connection", 100, 20, 1, 100),
+    ("h2 100 x 1 KiB, one connection", 100, KIB, 1, 100),
+    ("h2 10 x 64 KiB, one connection", 10, 64 * KIB, 1, 10),
+    ("h2 100 x 20 B, connection each", 100, 20, 1, 1),
+    ("h2 100 x 1 KiB, connection each", 100, KIB, 1, 1),
+    ("h2 10 x 64 KiB, connection each", 10, 64 * KIB, 1, 1),
+]
+QUICK_H2_MATRIX = [H2_MATRIX[1], H2_MATRIX[4]]
+# Idle memory per HTTP/2 WebSocket: this many streams share each connection.
+IDLE_H2_STREAMS = 100
+
 
 def servers():
     """name -> argv template ({addr} is substituted). tower-ws may be missing."""
@@ -79,6 +93,8 @@ DEFLATE_SERVERS = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
 IDLE_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "fastwebsockets", "tokio-websockets", "node-ws"]
 # Idle again with permessage-deflate negotiated: compression state per connection.
 IDLE_DEFLATE_SERVERS = ["tower-ws (deflate)", "node-ws"]
+# axum 0.8 is the other Rust server with RFC 8441 WebSockets.
+H2_SERVERS = ["tower-ws", "axum"]
 
 
 def cpu_busy(interval=1.0):
@@ -197,12 +213,14 @@ class Server:
         self.log.close()
 
 
-def load(addr, conns, size, inflight, secs, warmup, pid, deflate=False):
+def load(addr, conns, size, inflight, secs, warmup, pid, deflate=False, h2=None):
     argv = ["taskset", "-c", "1", str(RELEASE / "load"), "--addr", addr,
             "--conns", str(conns), "--size", str(size), "--inflight", str(inflight),
             "--seconds", str(secs), "--warmup", str(warmup), "--pid", str(pid)]
     if deflate:
         argv.append("--deflate")
+    if h2:
+        argv += ["--h2", str(h2)]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=secs + warmup + 120)
     if p.returncode == 3:
         print(f"    ECHO MISMATCH: {p.stderr.strip()[-400:]}", file=sys.stderr)
@@ -233,7 +251,8 @@ def run_echo(name, argv, row, cfg, deflate=False):
 
 
 def run_echo_once(name, argv, row, cfg, deflate):
-    label, conns, size, inflight = row
+    label, conns, size, inflight = row[:4]
+    h2 = row[4] if len(row) > 4 else None
     try:
         srv = Server(name, argv)
     except RuntimeError as e:
@@ -241,7 +260,7 @@ def run_echo_once(name, argv, row, cfg, deflate):
     try:
         ours = {os.getpid(), srv.pid}
         t0, others0 = time.time(), others_cpu_ticks(ours)
-        r = load(srv.addr, conns, size, inflight, cfg["seconds"], cfg["warmup"], srv.pid, deflate)
+        r = load(srv.addr, conns, size, inflight, cfg["seconds"], cfg["warmup"], srv.pid, deflate, h2)
         wall = time.time() - t0
         # Share of both cores (100 ticks/s each) that other processes used.
         r["foreign_cpu"] = round((others_cpu_ticks(ours) - others0) / (wall * 100 * 2), 3)
@@ -252,8 +271,8 @@ def run_echo_once(name, argv, row, cfg, deflate):
         srv.stop()
 
 
-def run_idle(name, argv, conns, deflate=False):
-    """RSS growth per idle, upgraded connection."""
+def run_idle(name, argv, conns, deflate=False, h2=None):
+    """RSS growth per idle, upgraded connection (per WebSocket stream with `h2`)."""
     try:
         srv = Server(name, argv)
     except RuntimeError as e:
@@ -264,7 +283,8 @@ def run_idle(name, argv, conns, deflate=False):
         before = srv.rss_kib()
         holder = subprocess.Popen(
             ["taskset", "-c", "1", str(RELEASE / "load"), "--addr", srv.addr, "--idle",
-             "--conns", str(conns), "--seconds", "120"] + (["--deflate"] if deflate else []),
+             "--conns", str(conns), "--seconds", "120"] + (["--deflate"] if deflate else [])
+            + (["--h2", str(h2)] if h2 else []),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = holder.stdout.readline()  # printed once every handshake is done
         if not line.strip():
@@ -305,8 +325,10 @@ def main():
     avail = {k: v for k, v in srvs.items() if v is not None}
     matrix = QUICK_MATRIX if quick else MATRIX
     dmatrix = QUICK_DEFLATE_MATRIX if quick else DEFLATE_MATRIX
+    h2matrix = QUICK_H2_MATRIX if quick else H2_MATRIX
     plan = [(row, s, False) for row in matrix for s in ECHO_SERVERS if s in avail]
     plan += [(row, s, True) for row in dmatrix for s in DEFLATE_SERVERS if s in avail]
+    plan += [(row, s, False) for row in h2matrix for s in H2_SERVERS if s in avail]
     cfg["retry_budget"] = max(3, len(plan) * cfg["rounds"] // 10)
     per_run = cfg["seconds"] + cfg["warmup"] + 0.5
     print(f"{len(plan)} runs x {cfg['rounds']} rounds, ~{len(plan) * cfg['rounds'] * per_run / 60:.1f} min"
@@ -326,9 +348,11 @@ def main():
     idle = {}
     idle_plan = [(s, s, False) for s in IDLE_SERVERS]
     idle_plan += [(s if "deflate" in s else f"{s} (deflate)", s, True) for s in IDLE_DEFLATE_SERVERS]
-    for key, name, deflate in idle_plan:
+    idle_plan = [(key, name, deflate, None) for key, name, deflate in idle_plan]
+    idle_plan += [(f"{s} (h2)", s, False, IDLE_H2_STREAMS) for s in H2_SERVERS]
+    for key, name, deflate, h2 in idle_plan:
         if name in avail:
-            idle[key] = run_idle(name, avail[name], cfg["idle_conns"], deflate)
+            idle[key] = run_idle(name, avail[name], cfg["idle_conns"], deflate, h2)
             i = idle[key]
             shown = i.get("failed") or f"{i['bytes_per_conn'] or 0:.0f} B/conn ({i['conns']} conns)"
             print(f"  idle {key:<20} {shown}", file=sys.stderr)
@@ -338,6 +362,7 @@ def main():
     machine["busy_after"] = cpu_busy()
     data = {"config": cfg, "machine": machine, "missing": missing,
             "matrix": [r[0] for r in matrix], "deflate_matrix": [r[0] for r in dmatrix],
+            "h2_matrix": [r[0] for r in h2matrix],
             "runs": runs, "idle": idle}
     report.write_all(data, quick)
 

@@ -25,7 +25,9 @@ RESULTS = BENCH / "results"
 
 ECHO_ORDER = ["tower-ws", "floor", "tokio-tungstenite", "axum", "fastwebsockets", "tokio-websockets"]
 DEFLATE_ORDER = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
-IDLE_ORDER = ECHO_ORDER + ["node-ws", "tower-ws (deflate)", "node-ws (deflate)"]
+IDLE_ORDER = ECHO_ORDER + ["node-ws", "tower-ws (deflate)", "node-ws (deflate)",
+                          "tower-ws (h2)", "axum (h2)"]
+H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
 COLORS = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"]
@@ -214,18 +216,23 @@ def markdown(data):
         out.append(table(["payload", "server", "msgs/s", "CPU µs/msg", "payload B",
                           "wire B client→server", "wire B server→client", "deflate"], rows) + "\n")
 
+    if data.get("h2_matrix"):
+        out.append(h2_section(data, med))
+
     if data["idle"]:
         out.append("## Memory per idle connection\n")
         out.append("Server RSS growth (`VmRSS`) after the load tool opens and upgrades N connections "
                    "and holds them idle, divided by N. The `(deflate)` rows negotiate "
-                   "permessage-deflate first (node-ws allocates zlib state lazily).\n")
+                   "permessage-deflate first (node-ws allocates zlib state lazily). The `(h2)` rows "
+                   "open the WebSockets as HTTP/2 streams, 100 per connection: bytes per WebSocket "
+                   "stream, its share of the connection included.\n")
         rows = []
         for s in IDLE_ORDER:
             i = data["idle"].get(s)
             if i is None:
                 continue
             # Compressed connections are compared with compressed tower-ws.
-            r = dref if "(deflate)" in s else ref
+            r = dref if "(deflate)" in s else "tower-ws (h2)" if "(h2)" in s else ref
             ref_idle = data["idle"].get(r, {}).get("bytes_per_conn")
             if "failed" in i:
                 rows.append([s, "FAILED: " + i["failed"][:60], "", "", ""])
@@ -243,7 +250,8 @@ def markdown(data):
                "tokio: per read, unmask complete frames in place, rewrite headers, one write back. "
                "No UTF-8 checks, no limits: a yardstick, not a server.")
     out.append("- **tokio-tungstenite**: `accept_async_with_config` + its example's `forward` loop.")
-    out.append("- **axum**: 0.8 `WebSocketUpgrade`, `recv`/`send` loop.")
+    out.append("- **axum**: 0.8 `WebSocketUpgrade`, `recv`/`send` loop; `axum::serve` with "
+               "HTTP/1.1 and HTTP/2 (it enables RFC 8441), on every row.")
     out.append("- **fastwebsockets**: hyper 1 upgrade, `FragmentCollector`, auto close/pong.")
     out.append("- **tokio-websockets**: `ServerBuilder`, `next`/`send` loop.")
     out.append("- **node-ws**: `ws` with `perMessageDeflate` (its defaults) and `bufferutil`.")
@@ -255,6 +263,39 @@ def markdown(data):
                "python3 bench/report.py bench/results/echo.json   # re-render only\n```\n")
     out.append("Raw data: `bench/results/echo.json`; chart: `bench/results/echo.svg`.\n")
     out.append("![throughput relative to the fastest server per row](bench/results/echo.svg)\n")
+    return "\n".join(out)
+
+
+def h1_row(h2_label):
+    """The HTTP/1.1 row with the same connections and size as an HTTP/2 row."""
+    return h2_label.removeprefix("h2 ").split(",")[0]
+
+
+def h2_section(data, med):
+    """HTTP/2 rows: tower-ws and axum, and tower-ws's CPU per message over
+    HTTP/2 against its own over HTTP/1.1 (target: within 1.5x)."""
+    present = {r["server"] for r in data["runs"]}
+    servers = [s for s in H2_ORDER if s in present]
+    out = ["## WebSockets over HTTP/2 (RFC 8441)\n",
+           "Clear-text HTTP/2 with prior knowledge; each WebSocket is an extended CONNECT "
+           "stream, all of a row's streams on one connection or one connection per stream. "
+           "The load generator speaks HTTP/2 with the `h2` crate (large flow-control windows, "
+           "so a loopback run is not window-bound). Ratios are peer / `tower-ws`; the last "
+           "column is tower-ws's server CPU per message over HTTP/2 divided by its own over "
+           "HTTP/1.1 for the same connections and size (the HTTP/1.1 matrix above).\n"]
+    rows = []
+    for row in data["h2_matrix"]:
+        h1 = med.get((h1_row(row), "tower-ws"), {})
+        h2 = med.get((row, "tower-ws"), {})
+        vs_h1 = ratio(h2.get("server_cpu_us_per_msg"), h1.get("server_cpu_us_per_msg")).strip(" ()")
+        rows.append([row] + [cell(med, row, s, "tower-ws", "msgs_per_sec") for s in servers]
+                    + [cell(med, row, s, "tower-ws", "server_cpu_us_per_msg", 2) for s in servers]
+                    + [lat(med.get((row, s))) for s in servers]
+                    + [vs_h1 or "-"])
+    header = (["conns x size"] + [f"{s} msgs/s" for s in servers]
+              + [f"{s} CPU µs/msg" for s in servers] + [f"{s} p50 / p99 µs" for s in servers]
+              + ["tower-ws CPU/msg h2 ÷ h1"])
+    out.append(table(header, rows) + "\n")
     return "\n".join(out)
 
 

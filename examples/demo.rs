@@ -3,9 +3,13 @@
 //! permessage-deflate, keepalive pings and graceful shutdown on Ctrl-C
 //! (every browser is told 1001 Going Away).
 //!
-//! Run: `cargo run --release --example demo -- [ADDR] [--redis URL]` (ADDR
-//! defaults to 127.0.0.1:8080; 127.0.0.1:0 picks a free port), then open the
-//! URL it prints, `tower-ws chat demo on http://ADDR/`, in two browser tabs.
+//! Run: `cargo run --release --example demo -- [ADDR] [--tls CERT.pem
+//! KEY.pem] [--redis URL]` (ADDR defaults to 127.0.0.1:8080; 127.0.0.1:0
+//! picks a free port), then open the URL it prints, `tower-ws chat demo on
+//! http://ADDR/`, in two browser tabs. With `--tls` it is `https://ADDR/`:
+//! browsers then speak HTTP/2 and open the WebSocket on the same connection
+//! (RFC 8441); the page shows which HTTP version carries it. Without it,
+//! clear-text HTTP/1.1 (and HTTP/2 with prior knowledge) on the same port.
 //!
 //! The chat is python-WS's example written with [`tower_ws::handler`]: every
 //! message is broadcast to the sender's room (`/#room-name` or `/?room=`,
@@ -16,24 +20,59 @@
 //! counts everyone on every node.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tower_http::services::ServeDir;
 use tower_ws::backplane::{RedisBackplane, RedisConfig};
 use tower_ws::handler::{Client, Clients, Handler, Hub, Options};
+use tower_ws::server::TlsConfig;
 use tower_ws::{CloseFrame, Message, WebSocketService};
 
 const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
 
-/// How long a client may take to send a request head (also the idle limit of
-/// a keep-alive HTTP connection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long Ctrl-C waits for the browsers to answer the 1001 close.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
+
+const USAGE: &str = "usage: demo [ADDR] [--tls CERT.pem KEY.pem] [--redis redis://HOST:PORT]   \
+                     (ADDR defaults to 127.0.0.1:8080)";
+
+/// The command line. Each option is one arm of `parse`.
+struct Args {
+    addr: SocketAddr,
+    /// `--tls CERT.pem KEY.pem`: serve https/wss (HTTP/2 by ALPN).
+    tls: Option<(PathBuf, PathBuf)>,
+    /// `--redis URL`: the Redis that joins this node to the others.
+    redis: Option<String>,
+}
+
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut parsed = Args {
+            addr: "127.0.0.1:8080".parse().expect("valid default address"),
+            tls: None,
+            redis: None,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |what: &str| args.next().ok_or_else(|| format!("{arg} needs {what}"));
+            match arg.as_str() {
+                "--tls" => {
+                    let cert = value("a certificate file and a key file")?;
+                    let key = value("a key file after the certificate file")?;
+                    parsed.tls = Some((cert.into(), key.into()));
+                }
+                "--redis" => parsed.redis = Some(value("a URL like redis://127.0.0.1:6379")?),
+                flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+                addr => {
+                    parsed.addr = addr.parse().map_err(|e| {
+                        format!("{addr:?} is not an address like 127.0.0.1:8080: {e}")
+                    })?;
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
 
 /// The chat; `node` tags client ids so they are unique across nodes.
 struct Chat {
@@ -69,9 +108,17 @@ impl Handler for Chat {
         client.join(&room);
         let clients = client.clients();
         let me = self.who(client);
-        client
-            .write_message(event("welcome", &me, &room, clients.len()))
-            .ok();
+        // The welcome event names the room and tells the page which HTTP
+        // version carries its WebSocket: "HTTP/2" (extended CONNECT) or
+        // "HTTP/1.1" (upgrade).
+        let http = match client.request().version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        };
+        let mut welcome = event("welcome", &me, &room, clients.len());
+        welcome.insert_str(welcome.len() - 1, &format!(r#","http":"{http}""#));
+        client.write_message(welcome).ok();
         clients
             .to(&room)
             .broadcast_except(event("join", &me, "", clients.len()), client);
@@ -129,87 +176,58 @@ async fn announce_online(clients: Clients) {
     }
 }
 
-/// `--redis URL`: the Redis that joins this node to the others.
-fn redis_url() -> Option<String> {
-    let mut args = std::env::args().skip_while(|arg| arg != "--redis");
-    args.next().and(args.next())
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1).filter(|arg| !arg.starts_with("--")) {
-        Some(arg) => arg.parse().map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{arg:?} is not an address like 127.0.0.1:8080: {e}"),
-            )
-        })?,
-        None => "127.0.0.1:8080".parse().expect("valid default address"),
-    };
+    let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|e| {
+        eprintln!("demo: {e}\n{USAGE}");
+        std::process::exit(2);
+    });
 
     let mut options = Options::default()
         .ping_interval(Some(Duration::from_secs(20)))
         .pong_timeout(Duration::from_secs(20));
     let mut node = String::new();
-    if let Some(url) = redis_url() {
-        let redis = RedisBackplane::new(RedisConfig::new(&url))
+    if let Some(url) = &args.redis {
+        let redis = RedisBackplane::new(RedisConfig::new(url))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         node = format!("{:04x}-", redis.node_id() & 0xffff);
         options = options.backplane(redis);
     }
-    let joined = !node.is_empty();
     let hub = Hub::new(Chat { node }, options);
     let clients = hub.clients().clone();
-    if joined {
+    if args.redis.is_some() {
         tokio::spawn(announce_online(clients.clone()));
     }
-    // The default Config negotiates permessage-deflate with browsers.
+    // The default Config negotiates permessage-deflate with browsers. A
+    // plain GET /ws (the URL opened in a tab) gets 426 with a hint.
     let service = WebSocketService::new(hub)
         .path("/ws")
         .max_connections(1000)
         .with_inner(ServeDir::new(STATIC_DIR));
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let scheme = if args.tls.is_some() { "https" } else { "http" };
     println!(
-        "tower-ws chat demo on http://{}/ (Ctrl-C to stop)",
+        "tower-ws chat demo on {scheme}://{}/ (Ctrl-C to stop)",
         listener.local_addr()?
     );
-    if joined {
+    if args.redis.is_some() {
         println!("joined to the other nodes through Redis");
     }
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => {
-                    // Out of file descriptors or similar: keep serving.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = &mut ctrl_c => break,
-        };
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            // HTTP/1.1 only (browsers upgrade over it), with a deadline for
-            // request heads so slow or silent clients cannot hold sockets.
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades()
-                .await;
-        });
+    let mut server = tower_ws::serve(listener, service).shutdown_deadline(SHUTDOWN_DEADLINE);
+    if let Some((cert, key)) = &args.tls {
+        server = server.tls(TlsConfig::from_pem_files(cert, key)?);
     }
-
-    drop(listener);
-    let open = clients.local_len();
-    let left = clients.shutdown(SHUTDOWN_DEADLINE).await;
-    println!(
-        "shut down: closed {} of {open} WebSocket(s) with 1001",
-        open - left
-    );
+    // Ctrl-C: stop accepting, tell every browser 1001 Going Away, wait for
+    // the closing handshakes (up to the deadline).
+    let signal_clients = clients.clone();
+    server
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let open = signal_clients.local_len();
+            println!("shutting down: closing {open} WebSocket(s) with 1001 Going Away");
+        })
+        .await?;
+    println!("shut down ({} WebSocket(s) left open)", clients.local_len());
     Ok(())
 }

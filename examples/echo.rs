@@ -1,24 +1,25 @@
 //! Echo server: echoes every text and binary message unchanged.
 //!
 //! The server that conformance suites, interop tests and the load benchmark
-//! talk to. It accepts the upgrade on any path, negotiates permessage-deflate
+//! talk to. It accepts the WebSocket on any path, over HTTP/1.1 (upgrade)
+//! and HTTP/2 (RFC 8441 extended CONNECT; clear-text HTTP/2 with prior
+//! knowledge, or ALPN `h2` with `--tls`), negotiates permessage-deflate
 //! (every RFC 7692 parameter) unless `--no-deflate` is given, and prints
 //! nothing per connection.
 //!
-//! Run: `cargo run --release --example echo -- [ADDR] [--no-deflate]`
-//! (ADDR defaults to 127.0.0.1:9001; use 127.0.0.1:0 for a free port). The
-//! first line printed is `tower-ws echo server listening on ws://ADDR`.
+//! Run: `cargo run --release --example echo -- [ADDR] [--no-deflate]
+//! [--tls CERT.pem KEY.pem]` (ADDR defaults to 127.0.0.1:9001; use
+//! 127.0.0.1:0 for a free port). The first line printed is
+//! `tower-ws echo server listening on ws://ADDR` (`wss://` with `--tls`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use futures_util::{SinkExt, StreamExt};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use tower_ws::server::TlsConfig;
 use tower_ws::{Config, DeflateConfig, Message, RequestHead, UpgradedWebSocket, WebSocketService};
 
-/// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const USAGE: &str = "usage: echo [ADDR] [--no-deflate] [--tls CERT.pem KEY.pem]   (ADDR defaults to 127.0.0.1:9001)";
 
 /// Echoes data messages. `feed` queues the reply without flushing: the
 /// WebSocket writes everything queued once it has no more complete input,
@@ -33,32 +34,54 @@ async fn echo(mut ws: UpgradedWebSocket, _head: RequestHead) {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
-    let mut addr: SocketAddr = "127.0.0.1:9001".parse().expect("valid default address");
-    let mut deflate = true;
-    for arg in std::env::args().skip(1) {
+struct Args {
+    addr: SocketAddr,
+    deflate: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:9001".parse().expect("valid default address"),
+        deflate: true,
+        tls: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--no-deflate" => deflate = false,
-            "-h" | "--help" => {
-                println!("usage: echo [ADDR] [--no-deflate]   (ADDR defaults to 127.0.0.1:9001)");
-                return Ok(());
-            }
+            "--no-deflate" => args.deflate = false,
+            "--tls" => match (it.next(), it.next()) {
+                (Some(cert), Some(key)) => args.tls = Some((cert.into(), key.into())),
+                _ => return Err("--tls needs a certificate and a key file".into()),
+            },
+            "-h" | "--help" => return Ok(None),
             other => {
-                addr = other.parse().map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("{other:?} is not an address like 127.0.0.1:9001: {e}"),
-                    )
-                })?;
+                args.addr = other
+                    .parse()
+                    .map_err(|e| format!("{other:?} is not an address like 127.0.0.1:9001: {e}"))?;
             }
         }
     }
+    Ok(Some(args))
+}
 
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("echo: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let config = Config::default()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
-        .deflate(deflate.then(|| {
+        .deflate(args.deflate.then(|| {
             // Compress everything, with the client's window wherever it asks,
             // and keep the compressor's context between messages (a budget
             // that holds 15-bit windows both ways).
@@ -70,39 +93,15 @@ async fn main() -> std::io::Result<()> {
         }));
     let service = WebSocketService::new(echo).config(config);
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let scheme = if args.tls.is_some() { "wss" } else { "ws" };
     println!(
-        "tower-ws echo server listening on ws://{}",
+        "tower-ws echo server listening on {scheme}://{}",
         listener.local_addr()?
     );
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            // Out of file descriptors or similar: keep serving the others.
-            Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        tcp.set_nodelay(true)?;
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            // Slow or silent clients: hyper's header read timeout (which needs
-            // a timer) runs from the first byte of a request head, so a
-            // connection that sends nothing gets the same deadline here.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                .await;
-        });
+    let mut server = tower_ws::serve(listener, service);
+    if let Some((cert, key)) = &args.tls {
+        server = server.tls(TlsConfig::from_pem_files(cert, key)?);
     }
+    server.await
 }

@@ -80,4 +80,11 @@ else
     command -v redis-server >/dev/null || die "redis-server installed but not on PATH"
 fi
 
+# --- openssl CLI (tests/node and tests/browser make throwaway TLS certificates) --
+if command -v openssl >/dev/null; then
+    say "openssl present: $(command -v openssl)"
+else
+    apt_install openssl
+fi
+
 say "done. Run: $VENV/bin/pytest tests/python && node --test tests/node/"

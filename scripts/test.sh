@@ -42,10 +42,10 @@ cargo test
 step "interop: Python websockets client"
 .venv/bin/pytest -q tests/python
 
-step "interop: Node ws client"
+step "interop: Node ws client (HTTP/1.1, and HTTP/2 streams with Node's http2)"
 node --test tests/node/*.test.js
 
-step "browser: the demo page in headless Chromium (two pages chat, deflate, server close; two demo nodes through Redis)"
+step "browser: the demo page in headless Chromium (two pages chat, deflate, server close; over TLS + HTTP/2; two demo nodes through Redis)"
 node --test tests/browser/*.test.mjs
 
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"

@@ -17,14 +17,14 @@
 //! - Rooms ([`handler::Client::join`], [`handler::Clients::to`]) and, through
 //!   a [`backplane`], broadcast and presence across server instances: Redis
 //!   and Redis Cluster with the `redis` feature.
+//! - [`serve`] is the accept loop: HTTP/1.1 and HTTP/2 (RFC 8441) on one
+//!   port, TLS, deadlines, and a graceful shutdown that tells every open
+//!   WebSocket 1001 Going Away ([`Shutdown`]).
 //!
 //! ## Quick start
 //!
 //! ```no_run
 //! use futures_util::{SinkExt, StreamExt};
-//! use hyper_util::rt::{TokioExecutor, TokioIo};
-//! use hyper_util::server::conn::auto;
-//! use hyper_util::service::TowerToHyperService;
 //! use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
 //!
 //! #[tokio::main]
@@ -37,17 +37,15 @@
 //!         }
 //!     });
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-//!     loop {
-//!         let (tcp, _) = listener.accept().await?;
-//!         let service = TowerToHyperService::new(echo.clone());
-//!         tokio::spawn(
-//!             auto::Builder::new(TokioExecutor::new())
-//!                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-//!                 .into_owned(),
-//!         );
-//!     }
+//!     tower_ws::serve(listener, echo).await
 //! }
 //! ```
+//!
+//! [`serve`] (feature `server`, on by default) speaks HTTP/1.1 and HTTP/2 on
+//! one port, with TLS under feature `tls` (`.tls(TlsConfig::from_pem_files(..)?)`):
+//! browsers on HTTPS then open their WebSockets on the page's HTTP/2
+//! connection (RFC 8441). `WebSocketService` also runs under axum or your
+//! own hyper loop.
 //!
 //! ## Limits and security defaults
 //!
@@ -82,7 +80,10 @@ pub mod handler;
 pub mod handshake;
 mod message;
 pub mod proto;
+#[cfg(feature = "server")]
+pub mod server;
 mod service;
+mod shutdown;
 mod stream;
 
 pub use config::Config;
@@ -90,8 +91,11 @@ pub use error::Error;
 #[cfg(feature = "deflate")]
 pub use extensions::deflate::DeflateConfig;
 pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+#[cfg(feature = "server")]
+pub use server::serve;
 pub use service::{
     RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
     WebSocketLayer, WebSocketService,
 };
+pub use shutdown::Shutdown;
 pub use stream::{WebSocket, WebSocketReader, WebSocketWriter};

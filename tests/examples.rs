@@ -145,14 +145,21 @@ async fn demo_serves_the_page_and_the_chat() {
     assert!(body.contains("<title>tower-ws chat</title>"));
     // Upgrades elsewhere than /ws go to the static files.
     assert!(get(&example.addr, "/missing.txt").await.0.contains("404"));
+    // The page's icon is served (no 404 in the browser console).
+    let (status, icon) = get(&example.addr, "/favicon.svg").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(icon.starts_with("<svg"), "{icon}");
+    // The WebSocket URL opened as a page: 426 with a hint, not a 404.
+    let (status, hint) = get(&example.addr, "/ws").await;
+    assert_eq!(status, "HTTP/1.1 426 Upgrade Required");
+    assert!(hint.contains("WebSocket endpoint"), "{hint}");
 
     let url = format!("ws://{}/ws", example.addr);
     let (mut alice, _) = connect_async(&url).await.unwrap();
-    assert!(
-        next_text(&mut alice)
-            .await
-            .starts_with(r#"{"type":"welcome""#)
-    );
+    let welcome = next_text(&mut alice).await;
+    assert!(welcome.starts_with(r#"{"type":"welcome""#), "{welcome}");
+    // The welcome event tells the page which HTTP version carries it.
+    assert!(welcome.contains(r#""http":"HTTP/1.1""#), "{welcome}");
     let (mut bob, _) = connect_async(&url).await.unwrap();
     assert!(
         next_text(&mut bob)

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use support::{RawClient, echo, masked_frame, serve, serve_with_timeouts, upgrade_request};
+use support::{
+    Live, RawClient, counted_echo, echo, masked_frame, serve, serve_with_timeouts, upgrade_request,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_ws::{Config, Message, RequestHead, UpgradedWebSocket, WebSocketService};
@@ -74,55 +76,6 @@ async fn close_code(raw: &mut RawClient) -> Option<u16> {
             return frame.close_code();
         }
     }
-}
-
-/// Counts handlers that are running: incremented when one starts,
-/// decremented when its future is dropped (returned or cancelled).
-#[derive(Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Live {
-    fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(self.0.clone())
-    }
-
-    fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no handler runs.
-    async fn wait_zero(&self, within: Duration) {
-        let start = Instant::now();
-        while self.get() != 0 {
-            assert!(
-                start.elapsed() < within,
-                "{} handlers still running after {within:?}",
-                self.get()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// An echo service whose handlers are counted by `live`.
-fn counted_echo(live: &Live) -> WebSocketService<impl tower_ws::UpgradeHandler> {
-    let live = live.clone();
-    WebSocketService::new(move |ws: UpgradedWebSocket, head: RequestHead| {
-        let guard = live.enter();
-        async move {
-            let _guard = guard;
-            echo(ws, head).await;
-        }
-    })
 }
 
 /// What a handler saw: the last event of its stream.

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::payload::Rng;
+use crate::transport::{H2Recv, Transport};
 use crate::{accept_key, header};
 
 /// What the server agreed to in the handshake.
@@ -18,10 +19,11 @@ pub struct Deflate {
     pub client_window_bits: u8,
 }
 
-/// An open WebSocket connection: the socket, bytes already read past the
-/// handshake, and the negotiated permessage-deflate parameters, if any.
+/// An open WebSocket connection: its transport (a socket, or a stream of an
+/// HTTP/2 connection), bytes already read past the handshake, and the
+/// negotiated permessage-deflate parameters, if any.
 pub struct Conn {
-    pub tcp: TcpStream,
+    pub io: Transport,
     pub reader: FrameReader,
     pub deflate: Option<Deflate>,
 }
@@ -40,20 +42,20 @@ pub async fn connect(addr: &str, path: &str, seed: u64, offer_deflate: bool) -> 
     let raw_key: Vec<u8> = (0..2).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
     let key = base64::engine::general_purpose::STANDARD.encode(raw_key);
     let ext = if offer_deflate {
-        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits\r\n"
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
     } else {
-        ""
+        String::new()
     };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     );
     let mut conn = Conn {
-        tcp,
+        io: Transport::Tcp(tcp),
         reader: FrameReader::new(),
         deflate: None,
     };
-    conn.tcp.write_all(request.as_bytes()).await?;
+    conn.io.write_all(request.as_bytes()).await?;
 
     let head_end = loop {
         let r = &mut conn.reader;
@@ -63,7 +65,7 @@ pub async fn connect(addr: &str, path: &str, seed: u64, offer_deflate: bool) -> 
         if r.end == r.buf.len() {
             return Err(bad("handshake response too large"));
         }
-        r.fill(&mut conn.tcp).await?;
+        r.fill(&mut conn.io).await?;
     };
     let head = &conn.reader.buf[..head_end];
     if !head.starts_with(b"HTTP/1.1 101") {
@@ -81,6 +83,57 @@ pub async fn connect(addr: &str, path: &str, seed: u64, offer_deflate: bool) -> 
     }
     conn.reader.start = head_end;
     Ok(conn)
+}
+
+/// The offer a browser would make, plus the `client_no_context_takeover`
+/// hint (RFC 7692 7.1.1.2) because our pre-built frames are compressed one by one.
+const DEFLATE_OFFER: &str =
+    "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+
+/// Opens `streams` WebSockets on one HTTP/2 connection (prior knowledge,
+/// "h2c"), each with an extended CONNECT (RFC 8441). The connection is
+/// driven on a local task; windows are large so that flow control does not
+/// limit a loopback run.
+pub async fn connect_h2(addr: &str, path: &str, streams: usize, offer_deflate: bool) -> Result<Vec<Conn>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(4 << 20)
+        .initial_connection_window_size(64 << 20)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .map_err(Error::other)?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    let mut conns = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let mut request = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}{path}"))
+            .header("sec-websocket-version", "13")
+            .extension(h2::ext::Protocol::from_static("websocket"));
+        if offer_deflate {
+            request = request.header("sec-websocket-extensions", DEFLATE_OFFER);
+        }
+        let request = request.body(()).map_err(Error::other)?;
+        let mut ready = send.clone().ready().await.map_err(Error::other)?;
+        let (response, stream) = ready.send_request(request, false).map_err(Error::other)?;
+        let response = response.await.map_err(Error::other)?;
+        if response.status() != http::StatusCode::OK {
+            return Err(bad(format!("extended CONNECT answered {}", response.status())));
+        }
+        let deflate = match response.headers().get("sec-websocket-extensions") {
+            Some(ext) => Some(parse_deflate(ext.as_bytes())?),
+            None => None,
+        };
+        conns.push(Conn {
+            io: Transport::H2(H2Recv::new(response.into_body()), stream),
+            reader: FrameReader::new(),
+            deflate,
+        });
+    }
+    Ok(conns)
 }
 
 fn parse_deflate(ext: &[u8]) -> Result<Deflate> {

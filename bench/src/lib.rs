@@ -136,3 +136,4 @@ mod tests {
 
 pub mod client;
 pub mod payload;
+pub mod transport;

@@ -4,7 +4,13 @@
 //! at all (pass it on), a valid upgrade ([`Accept`], answered `101`), or a
 //! broken upgrade attempt ([`Reject`], answered with the status RFC 6455
 //! names). No I/O happens here, so every rule is a unit test.
+//!
+//! Over HTTP/2, a WebSocket opens with an extended CONNECT instead (RFC
+//! 8441): [`is_extended_connect`] recognises one and
+//! [`negotiate_extended_connect`] decides on it ([`ConnectAccept`], answered
+//! `200`), with the same subprotocol, `Origin` and permessage-deflate rules.
 
+mod h2;
 mod headers;
 mod key;
 
@@ -14,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
 
+pub use h2::{ConnectAccept, is_extended_connect, negotiate_extended_connect};
 pub use headers::{header_has_token, header_tokens};
 pub use key::accept_key;
 
@@ -122,15 +129,12 @@ impl Accept {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept.clone());
-        if let Some(p) = &self.protocol {
-            h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
-        }
-        #[cfg(feature = "deflate")]
-        if let Some((params, _)) = &self.deflate {
-            if let Ok(v) = HeaderValue::from_str(&params.response()) {
-                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-            }
-        }
+        insert_agreement(
+            h,
+            self.protocol.as_ref(),
+            #[cfg(feature = "deflate")]
+            self.deflate.as_ref(),
+        );
         res
     }
 }
@@ -138,7 +142,7 @@ impl Accept {
 /// A broken upgrade attempt, answered with an HTTP error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
-    /// The status: 400, 403, 405, 426 or 503.
+    /// The status: 400, 403, 405, 426, 501 or 503.
     pub status: StatusCode,
     /// A one-line reason, sent as the body.
     pub reason: &'static str,
@@ -243,16 +247,7 @@ pub fn negotiate(
         0 => return Err(Reject::new(S::BAD_REQUEST, "missing Host header")),
         _ => return Err(Reject::new(S::BAD_REQUEST, "more than one Host header")),
     }
-    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
-    match (versions.next(), versions.next()) {
-        (Some(v), None) if v == "13" => {}
-        _ => {
-            return Err(Reject::new(
-                S::UPGRADE_REQUIRED,
-                "unsupported Sec-WebSocket-Version: this server speaks version 13",
-            ));
-        }
-    }
+    check_version(headers)?;
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k,
@@ -275,32 +270,79 @@ pub fn negotiate(
             "Sec-WebSocket-Key must be 16 bytes in base64",
         ));
     }
-    let mut origins = headers.get_all(header::ORIGIN).iter();
-    let origin = origins.next();
-    if origins.next().is_some() {
-        return Err(Reject::new(S::BAD_REQUEST, "more than one Origin header"));
-    }
-    if !policy.origins.allows(origin) {
-        return Err(Reject::new(
-            S::FORBIDDEN,
-            "this Origin may not open a WebSocket here",
-        ));
-    }
+    check_origin(headers, policy)?;
 
     Ok(Accept {
         accept: accept_key(key.as_bytes()),
         protocol: select_protocol(headers, &policy.protocols),
         #[cfg(feature = "deflate")]
-        deflate: policy.deflate.as_ref().and_then(|config| {
-            let lines = headers
-                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-                .iter()
-                .filter_map(|v| v.to_str().ok());
-            // A malformed header declines every extension, not the handshake.
-            let offers = crate::extensions::parse_extensions(lines).ok()?;
-            deflate::negotiate(&offers, config)
-        }),
+        deflate: negotiate_deflate(headers, policy),
     })
+}
+
+/// `Sec-WebSocket-Version` must be exactly one `13` (RFC 6455 §4.2.1 item 6,
+/// §4.4; RFC 8441 §5 keeps the rule).
+fn check_version(headers: &HeaderMap) -> Result<(), Reject> {
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v == "13" => Ok(()),
+        _ => Err(Reject::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version: this server speaks version 13",
+        )),
+    }
+}
+
+/// At most one `Origin`, and the policy allows it (RFC 6455 §4.2.1 item 7,
+/// §10.2).
+fn check_origin(headers: &HeaderMap, policy: &Policy) -> Result<(), Reject> {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    let origin = origins.next();
+    if origins.next().is_some() {
+        return Err(Reject::new(
+            StatusCode::BAD_REQUEST,
+            "more than one Origin header",
+        ));
+    }
+    if !policy.origins.allows(origin) {
+        return Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            "this Origin may not open a WebSocket here",
+        ));
+    }
+    Ok(())
+}
+
+/// permessage-deflate from the client's `Sec-WebSocket-Extensions` offers
+/// (RFC 7692 §5).
+#[cfg(feature = "deflate")]
+fn negotiate_deflate(headers: &HeaderMap, policy: &Policy) -> Option<(DeflateParams, u8)> {
+    let config = policy.deflate.as_ref()?;
+    let lines = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    // A malformed header declines every extension, not the handshake.
+    let offers = crate::extensions::parse_extensions(lines).ok()?;
+    deflate::negotiate(&offers, config)
+}
+
+/// The response headers that carry what was agreed: the subprotocol and the
+/// extension (RFC 6455 §4.2.2 items 5.4 and 5.5).
+fn insert_agreement(
+    h: &mut HeaderMap,
+    protocol: Option<&HeaderValue>,
+    #[cfg(feature = "deflate")] deflate: Option<&(DeflateParams, u8)>,
+) {
+    if let Some(p) = protocol {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+    }
+    #[cfg(feature = "deflate")]
+    if let Some((params, _)) = deflate {
+        if let Ok(v) = HeaderValue::from_str(&params.response()) {
+            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
+    }
 }
 
 fn select_protocol(headers: &HeaderMap, protocols: &Protocols) -> Option<HeaderValue> {

@@ -16,8 +16,47 @@ use super::future::ResponseFuture;
 use super::{RequestHead, UpgradeHandler, WebSocketLayer};
 use crate::config::Config;
 use crate::extensions::Extension;
+#[cfg(feature = "deflate")]
+use crate::extensions::deflate::DeflateParams;
 use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
+use crate::shutdown::Shutdown;
 use crate::stream::WebSocket;
+
+/// The permessage-deflate agreement of a handshake, if any.
+#[cfg(feature = "deflate")]
+type Agreed = Option<(DeflateParams, u8)>;
+#[cfg(not(feature = "deflate"))]
+type Agreed = ();
+
+/// An accepted handshake: the response to send, and what was agreed.
+struct Accepted {
+    response: Response<Full<Bytes>>,
+    agreed: Agreed,
+}
+
+impl From<handshake::Accept> for Accepted {
+    fn from(accept: handshake::Accept) -> Self {
+        Accepted {
+            response: accept.response(),
+            #[cfg(feature = "deflate")]
+            agreed: accept.deflate,
+            #[cfg(not(feature = "deflate"))]
+            agreed: (),
+        }
+    }
+}
+
+impl From<handshake::ConnectAccept> for Accepted {
+    fn from(accept: handshake::ConnectAccept) -> Self {
+        Accepted {
+            response: accept.response(),
+            #[cfg(feature = "deflate")]
+            agreed: accept.deflate,
+            #[cfg(not(feature = "deflate"))]
+            agreed: (),
+        }
+    }
+}
 
 /// Answers WebSocket handshakes and hands each upgraded connection to a
 /// handler on its own task; every request that is not a WebSocket upgrade
@@ -27,18 +66,25 @@ use crate::stream::WebSocket;
 /// `400` with a one-line reason, `403` for a refused `Origin`, `405` with
 /// `Allow: GET`, `426` with `Sec-WebSocket-Version: 13`.
 ///
-/// Serve it with hyper's `serve_connection_with_upgrades` (or axum, which
-/// does so), or upgrades cannot happen.
+/// Over HTTP/2 (feature `http2`, on by default) it answers the extended
+/// CONNECT of RFC 8441 with `200`, under the same rules; a `CONNECT` with
+/// another `:protocol` gets `501`, and a plain `CONNECT` goes to the inner
+/// service. The server must announce `SETTINGS_ENABLE_CONNECT_PROTOCOL`
+/// ([`serve`](crate::serve) does; with hyper, call
+/// `enable_connect_protocol()` on its HTTP/2 builder). The handler gets the
+/// same [`UpgradedWebSocket`](crate::UpgradedWebSocket) either way;
+/// `head.version` tells which HTTP version carries it.
+///
+/// Serve it with [`serve`](crate::serve), hyper's
+/// `serve_connection_with_upgrades` or axum, or upgrades cannot happen.
 ///
 /// ```no_run
 /// use futures_util::{SinkExt, StreamExt};
-/// use hyper_util::rt::{TokioExecutor, TokioIo};
-/// use hyper_util::server::conn::auto;
-/// use hyper_util::service::TowerToHyperService;
 /// use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
 ///
 /// # async fn run() -> std::io::Result<()> {
-/// let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+/// let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, head: RequestHead| async move {
+///     println!("a WebSocket over {:?}", head.version);
 ///     while let Some(Ok(msg)) = ws.next().await {
 ///         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
 ///             break;
@@ -46,15 +92,7 @@ use crate::stream::WebSocket;
 ///     }
 /// });
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-/// loop {
-///     let (tcp, _) = listener.accept().await?;
-///     let service = TowerToHyperService::new(echo.clone());
-///     tokio::spawn(async move {
-///         let _ = auto::Builder::new(TokioExecutor::new())
-///             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-///             .await;
-///     });
-/// }
+/// tower_ws::serve(listener, echo).await
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -71,6 +109,8 @@ struct Settings {
     path: Option<String>,
     /// One permit per open WebSocket, shared by every clone of the service.
     connections: Option<Arc<Semaphore>>,
+    /// The graceful-shutdown signal given to every WebSocket.
+    shutdown: Option<Shutdown>,
 }
 
 impl<H> WebSocketService<H, UpgradeRequired> {
@@ -91,6 +131,7 @@ impl<H> WebSocketService<H, UpgradeRequired> {
                 config,
                 path: None,
                 connections: None,
+                shutdown: None,
             }),
         }
     }
@@ -177,7 +218,10 @@ impl<H, S> WebSocketService<H, S> {
     }
 
     /// Only upgrade requests for this exact path are WebSocket handshakes;
-    /// upgrade requests for other paths go to the inner service.
+    /// upgrade requests for other paths go to the inner service. A request
+    /// for this path that is not a WebSocket handshake (someone opening the
+    /// WebSocket URL in a browser tab) gets `426 Upgrade Required` with a
+    /// one-line hint.
     ///
     /// Default is every path.
     pub fn path(mut self, path: impl Into<String>) -> Self {
@@ -195,6 +239,17 @@ impl<H, S> WebSocketService<H, S> {
     pub fn max_connections(mut self, max: usize) -> Self {
         self.settings().connections =
             Some(Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))));
+        self
+    }
+
+    /// Closes every WebSocket of this service with 1001 Going Away when
+    /// `shutdown` is triggered (see [`Shutdown`]). Without it, a WebSocket
+    /// watches the [`Shutdown`] found in the request extensions, which is
+    /// how [`serve`](crate::serve)'s graceful shutdown reaches it.
+    ///
+    /// Default is none.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.settings().shutdown = Some(shutdown);
         self
     }
 
@@ -233,17 +288,22 @@ where
             .path
             .as_deref()
             .is_none_or(|p| p == req.uri().path());
-        if !wanted_path || !handshake::is_upgrade_attempt(req.headers()) {
+        if !wanted_path {
             return ResponseFuture::inner(self.inner.call(req));
         }
-        let accept = match handshake::negotiate(
-            req.method(),
-            req.version(),
-            req.headers(),
-            &settings.policy,
-        ) {
-            Ok(accept) => accept,
-            Err(reject) => return ResponseFuture::ready(reject.response()),
+        let Accepted { response, agreed } = match negotiate(&req, &settings.policy) {
+            None if settings.path.is_some() => {
+                return ResponseFuture::ready(
+                    Reject::new(
+                        StatusCode::UPGRADE_REQUIRED,
+                        "this URL is a WebSocket endpoint: open it with new WebSocket(url), not as a page",
+                    )
+                    .response(),
+                );
+            }
+            None => return ResponseFuture::inner(self.inner.call(req)),
+            Some(Err(reject)) => return ResponseFuture::ready(reject.response()),
+            Some(Ok(accepted)) => accepted,
         };
         if req
             .extensions()
@@ -273,35 +333,87 @@ where
                 }
             },
         };
-        let response = accept.response();
+        let shutdown = settings
+            .shutdown
+            .clone()
+            .or_else(|| req.extensions().get::<Shutdown>().cloned());
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (head, _body) = req.into_parts();
         let head = detach(head);
         let handler = self.handler.clone();
         let settings = self.settings.clone();
-        #[cfg(feature = "deflate")]
-        let extension: Option<Box<dyn Extension>> = accept.deflate.map(|(params, mem_level)| {
-            let config = settings
-                .policy
-                .deflate
-                .as_ref()
-                .expect("negotiated with a config");
-            Box::new(crate::extensions::deflate::PerMessageDeflate::new(
-                params, mem_level, config,
-            )) as Box<dyn Extension>
-        });
-        #[cfg(not(feature = "deflate"))]
-        let extension: Option<Box<dyn Extension>> = None;
         tokio::spawn(async move {
             // The upgrade fails only if the client went away before it finished.
             if let Ok(upgraded) = on_upgrade.await {
-                let ws = WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+                let extension = extension(&settings, agreed);
+                let mut ws =
+                    WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+                if let Some(shutdown) = &shutdown {
+                    ws.watch_shutdown(shutdown);
+                }
                 handler.call(ws, head).await;
             }
             drop(permit);
         });
         ResponseFuture::ready(response)
     }
+}
+
+/// Decides on a request: `None` if it is no WebSocket handshake at all,
+/// else the response (`101` over HTTP/1.1, `200` for an RFC 8441 extended
+/// CONNECT) and the agreed permessage-deflate, or the rejection.
+fn negotiate<B>(req: &Request<B>, policy: &Policy) -> Option<Result<Accepted, Reject>> {
+    if let Some(protocol) = connect_protocol(req) {
+        if handshake::is_extended_connect(req.method(), Some(protocol)) {
+            let accept = handshake::negotiate_extended_connect(
+                req.method(),
+                req.version(),
+                req.uri(),
+                protocol,
+                req.headers(),
+                policy,
+            );
+            return Some(accept.map(Accepted::from));
+        }
+    }
+    if !handshake::is_upgrade_attempt(req.headers()) {
+        return None;
+    }
+    let accept = handshake::negotiate(req.method(), req.version(), req.headers(), policy);
+    Some(accept.map(Accepted::from))
+}
+
+/// The `:protocol` pseudo-header of an HTTP/2 request (RFC 8441 §4).
+#[cfg(feature = "http2")]
+fn connect_protocol<B>(req: &Request<B>) -> Option<&str> {
+    req.extensions()
+        .get::<hyper::ext::Protocol>()
+        .map(hyper::ext::Protocol::as_str)
+}
+
+#[cfg(not(feature = "http2"))]
+fn connect_protocol<B>(_req: &Request<B>) -> Option<&str> {
+    None
+}
+
+/// The negotiated permessage-deflate, ready to plug into the engine.
+#[cfg(feature = "deflate")]
+fn extension(settings: &Settings, agreed: Agreed) -> Option<Box<dyn Extension>> {
+    agreed.map(|(params, mem_level)| {
+        let config = settings
+            .policy
+            .deflate
+            .as_ref()
+            .expect("negotiated with a config");
+        Box::new(crate::extensions::deflate::PerMessageDeflate::new(
+            params, mem_level, config,
+        )) as Box<dyn Extension>
+    })
+}
+
+#[cfg(not(feature = "deflate"))]
+fn extension(_settings: &Settings, _agreed: Agreed) -> Option<Box<dyn Extension>> {
+    None
 }
 
 /// Copies the URI and header values out of the request head. hyper parses

@@ -22,6 +22,7 @@ use crate::error::{Error, Kind};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::proto::{Connection, Role, WriteBuf};
+use crate::shutdown::{Shutdown, Watch};
 
 /// The most a single read asks for beyond `read_buffer_size`, to finish a
 /// large frame in fewer reads.
@@ -82,6 +83,10 @@ pub(crate) struct Inner<IO> {
     shutdown: bool,
     /// The stream has ended; nothing more will be read or written.
     done: bool,
+    /// The server's graceful-shutdown signal, if one is watched.
+    watch: Option<Watch>,
+    /// Going away on that signal: the deadline for the peer's close reply.
+    going_away: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
@@ -117,6 +122,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
         poll_fn(|cx| self.inner.poll_close_with(cx, Some(frame.clone()))).await
     }
 
+    /// Closes this WebSocket with 1001 Going Away when `shutdown` is
+    /// triggered (see [`Shutdown`]). [`WebSocketService`](crate::WebSocketService)
+    /// does this for you with the signal of [`serve`](crate::serve) or of
+    /// [`WebSocketService::shutdown`](crate::WebSocketService::shutdown);
+    /// call it for WebSockets on transports you upgraded yourself. A second
+    /// call replaces the first signal.
+    pub fn watch_shutdown(&mut self, shutdown: &Shutdown) {
+        self.inner.watch = Some(shutdown.watch());
+    }
+
     /// Splits the connection into a reading and a writing half, to use from
     /// two tasks. Pongs and close replies still go out while only one half is
     /// in use.
@@ -145,6 +160,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
     type Item = Result<Message, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_signal(cx);
         self.inner.poll_next_message(cx, true)
     }
 }
@@ -153,6 +169,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.inner.poll_signal(cx) {
+            // A task that only writes still gets the close frame on the wire.
+            let _ = self.inner.poll_write_out(cx);
+        }
         self.inner.poll_ready(cx)
     }
 
@@ -182,6 +202,38 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             deadline: None,
             shutdown: false,
             done: false,
+            watch: None,
+            going_away: None,
+        }
+    }
+
+    /// Polls the shutdown signal; once it fires, starts closing with 1001.
+    /// True when it fired just now.
+    fn poll_signal(&mut self, cx: &mut Context<'_>) -> bool {
+        let fired = self
+            .watch
+            .as_mut()
+            .is_some_and(|watch| watch.signal.poll_fired(cx));
+        if fired {
+            self.go_away();
+        }
+        fired
+    }
+
+    /// Queues a close frame with 1001 Going Away, "server shutting down"
+    /// (RFC 6455 §7.4.1: an endpoint going away, such as a server going
+    /// down), and gives the peer the close timeout to answer it.
+    pub(crate) fn go_away(&mut self) {
+        if self.conn.close_sent() || self.done {
+            return;
+        }
+        let frame = CloseFrame::new(CloseCode::AWAY, "server shutting down");
+        if self
+            .conn
+            .send(Message::Close(Some(frame)), &mut self.out)
+            .is_ok()
+        {
+            self.going_away = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
         }
     }
 
@@ -247,7 +299,28 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// (pongs, close replies, messages fed without a flush) before it waits
     /// for input; a split reader passes `false` while the writer is blocked
     /// on the transport, so the two never steal each other's wakers.
+    ///
+    /// After a 1001 sent on the shutdown signal, a peer that does not answer
+    /// within the close timeout ends the stream with a timeout error.
     pub(crate) fn poll_next_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        flush_output: bool,
+    ) -> Poll<Option<Result<Message, Error>>> {
+        let next = self.poll_next_unbounded(cx, flush_output);
+        if next.is_pending() {
+            if let Some(deadline) = &mut self.going_away {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    self.going_away = None;
+                    let timeout = self.terminate(Error::new(Kind::CloseTimeout));
+                    return Poll::Ready(Some(Err(timeout)));
+                }
+            }
+        }
+        next
+    }
+
+    fn poll_next_unbounded(
         &mut self,
         cx: &mut Context<'_>,
         flush_output: bool,

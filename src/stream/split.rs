@@ -20,10 +20,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Inner;
 use crate::error::Error;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use crate::shutdown::Signal;
 
 #[derive(Debug)]
 struct Shared<IO> {
     inner: Inner<IO>,
+    /// The writer's own waiter on the shutdown signal (the reader polls the
+    /// one in `inner`): one waker each.
+    writer_signal: Option<Signal>,
     reader_waiting: bool,
     writer_waiting: bool,
     reader_waker: Option<Waker>,
@@ -42,6 +46,7 @@ fn lock<IO>(shared: &Locked<IO>) -> MutexGuard<'_, Shared<IO>> {
 
 pub(super) fn split<IO>(inner: Inner<IO>) -> (WebSocketReader<IO>, WebSocketWriter<IO>) {
     let shared = Arc::new(Mutex::new(Shared {
+        writer_signal: inner.watch.as_ref().map(|watch| watch.signal.fork()),
         inner,
         reader_waiting: false,
         writer_waiting: false,
@@ -77,6 +82,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketReader<IO> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut s = lock(&self.shared);
         let flush = !s.writer_waiting;
+        s.inner.poll_signal(cx);
         let had_output = s.inner.out.len();
         let result = s.inner.poll_next_message(cx, flush);
         s.reader_waiting = result.is_pending();
@@ -100,6 +106,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<IO> {
         op: impl FnOnce(&mut Inner<IO>, &mut Context<'_>) -> Poll<Result<T, Error>>,
     ) -> Poll<Result<T, Error>> {
         let mut s = lock(&self.shared);
+        if s.writer_signal
+            .as_mut()
+            .is_some_and(|sig| sig.poll_fired(cx))
+        {
+            s.inner.go_away();
+            // A writer whose reader is idle still gets the close frame out.
+            let _ = s.inner.poll_write_out(cx);
+        }
         if !s.reader_waiting {
             s.inner.drive_input(cx)?;
         }

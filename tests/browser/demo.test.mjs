@@ -9,25 +9,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
-const DEMO = process.env.DEMO_BIN || path.join(TARGET, 'release', 'examples', 'demo');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-const skip = !existsSync(CHROMIUM)
-  ? `no Chromium at ${CHROMIUM}`
-  : !existsSync(DEMO)
-    ? `no demo binary at ${DEMO} (cargo build --release --example demo)`
-    : false;
+import { ARGS, CHROMIUM, DEMO, ROOT, skip } from './chromium.mjs';
 
 let demo;
 let demoExit;
@@ -67,6 +53,17 @@ test('two pages chat through the demo, then see its graceful 1001 shutdown', { s
   const context = await browser.newContext({ viewport: { width: 900, height: 640 }, deviceScaleFactor: 1 });
   const a = await context.newPage();
   const b = await context.newPage();
+  // A clean console: no errors, no failed requests, no 4xx (favicon included).
+  const problems = [];
+  for (const page of [a, b]) {
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+    });
+    page.on('requestfailed', (req) => problems.push(`request failed: ${req.url()}`));
+    page.on('response', (res) => {
+      if (res.status() >= 400) problems.push(`HTTP ${res.status()} for ${res.url()}`);
+    });
+  }
 
   // The page is served by ServeDir, the inner service, on the same port.
   const [socket] = await Promise.all([
@@ -105,6 +102,8 @@ test('two pages chat through the demo, then see its graceful 1001 shutdown', { s
   }
   const exit = await demoExit;
   assert.equal(exit.code, 0, 'the demo exits cleanly after its graceful shutdown');
+  assert.deepEqual(problems, [], 'a clean console');
+  assert.match(await a.textContent('#transport'), /WebSocket over HTTP\/1\.1/);
 
   mkdirSync(path.join(ROOT, 'artifacts'), { recursive: true });
   await a.screenshot({ path: path.join(ROOT, 'artifacts', 'demo.png') });

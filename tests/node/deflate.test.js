@@ -1,10 +1,13 @@
 'use strict';
 // permessage-deflate through the ws client: negotiated parameters and
-// compressed traffic on the wire.
+// compressed traffic on the wire, over HTTP/1.1 and over HTTP/2 (RFC 8441).
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { startEcho, open, echoAll, closeAndWait } = require('./helpers');
+const { startEcho, open: openH1, echoAll, closeAndWait } = require('./helpers');
+const h2 = require('./h2');
+
+const TRANSPORTS = { 'HTTP/1.1': openH1, 'HTTP/2': h2.open };
 
 const COMPRESSIBLE = 'The quick brown fox jumps over the lazy dog. '.repeat(20000); // 900 kB
 
@@ -53,7 +56,7 @@ async function exercise(ws) {
   return got;
 }
 
-describe('permessage-deflate', { timeout: 300000 }, () => {
+for (const [transport, open] of Object.entries(TRANSPORTS)) describe(`permessage-deflate over ${transport}`, { timeout: 300000 }, () => {
   let server;
   let plain;
   before(async () => {
@@ -61,6 +64,7 @@ describe('permessage-deflate', { timeout: 300000 }, () => {
     plain = await startEcho(['--no-deflate']);
   });
   after(async () => {
+    h2.closeSessions();
     if (server) await server.stop();
     if (plain) await plain.stop();
   });

@@ -1,17 +1,23 @@
 'use strict';
-// The ws client against the echo example: echo, ping/pong, close.
+// The ws client against the echo example: echo, fragments, ping/pong,
+// close; over HTTP/1.1 (upgrade) and over HTTP/2 (extended CONNECT on a
+// clear-text HTTP/2 connection, RFC 8441, see h2.js).
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { startEcho, open, echoAll, closeAndWait, withTimeout } = require('./helpers');
+const { startEcho, open: openH1, echoAll, closeAndWait, withTimeout } = require('./helpers');
+const h2 = require('./h2');
 
-for (const deflate of [true, false]) {
-  describe(`echo (${deflate ? 'deflate' : '--no-deflate'})`, { timeout: 120000 }, () => {
+const TRANSPORTS = { 'HTTP/1.1': openH1, 'HTTP/2': h2.open };
+
+for (const [transport, open] of Object.entries(TRANSPORTS)) for (const deflate of [true, false]) {
+  describe(`echo over ${transport} (${deflate ? 'deflate' : '--no-deflate'})`, { timeout: 120000 }, () => {
     let server;
     before(async () => {
       server = await startEcho(deflate ? [] : ['--no-deflate']);
     });
     after(async () => {
+      h2.closeSessions();
       if (server) await server.stop();
     });
 
@@ -38,6 +44,20 @@ for (const deflate of [true, false]) {
       msgs.push(crypto.randomBytes(16 * 1024 * 1024));
       const got = await echoAll(ws, msgs, 25000);
       got.forEach((g, i) => assert.ok(g.data.equals(msgs[i]), `size ${msgs[i].length}`));
+      await closeAndWait(ws, 1000);
+    });
+
+    it('echoes a message sent in fragments, with a ping between them', { timeout: 30000 }, async () => {
+      const ws = await open(server.url, { perMessageDeflate: deflate });
+      const parts = ['frag-', 'ment-', 'ed ', 'téxt'];
+      const got = new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data, isBinary })));
+      parts.forEach((p, i) => {
+        ws.send(p, { fin: i === parts.length - 1 });
+        if (i === 1) ws.ping('between');
+      });
+      const echo = await withTimeout(got, 10000, 'fragmented echo');
+      assert.equal(echo.data.toString(), parts.join(''));
+      assert.equal(echo.isBinary, false);
       await closeAndWait(ws, 1000);
     });
 

@@ -69,13 +69,13 @@ function startEcho(extraArgs = [], timeoutMs = 15000) {
     proc.once('exit', (code) => fail(`exited early with code ${code}`));
     proc.once('error', (e) => fail(`failed to start: ${e.message}`));
     rl.once('line', (line) => {
-      const m = /ws:\/\/([0-9.]+|\[[0-9a-fA-F:]+\]|localhost):(\d+)/.exec(line);
+      const m = /(wss?):\/\/([0-9.]+|\[[0-9a-fA-F:]+\]|localhost):(\d+)/.exec(line);
       if (!m) return fail(`first line has no ws:// address: ${JSON.stringify(line)}`);
       clearTimeout(timer);
       proc.removeAllListeners('exit');
       rl.on('line', () => {}); // keep draining stdout
       resolve({
-        url: `ws://${m[1]}:${m[2]}`,
+        url: `${m[1]}://${m[2]}:${m[3]}`,
         proc,
         stop() {
           return new Promise((res) => {

@@ -2,9 +2,13 @@
 //! TCP port, and a raw client that writes frames byte by byte.
 #![allow(dead_code)]
 
+pub mod http2;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -36,16 +40,30 @@ pub async fn serve_with_timeouts<H: UpgradeHandler>(
     serve_on_loopback(service, Some(header_read_timeout)).await
 }
 
+/// The inner service of the test servers.
+pub type Hello = tower::util::ServiceFn<
+    fn(
+        http::Request<hyper::body::Incoming>,
+    ) -> std::future::Ready<Result<http::Response<Full<Bytes>>, Infallible>>,
+>;
+
+/// An inner service answering every request with "hello from the inner service".
+pub fn hello() -> Hello {
+    fn respond(
+        _req: http::Request<hyper::body::Incoming>,
+    ) -> std::future::Ready<Result<http::Response<Full<Bytes>>, Infallible>> {
+        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+            b"hello from the inner service",
+        )))))
+    }
+    tower::service_fn(respond as fn(_) -> _)
+}
+
 async fn serve_on_loopback<H: UpgradeHandler>(
     service: WebSocketService<H, tower_ws::UpgradeRequired>,
     header_read_timeout: Option<Duration>,
 ) -> SocketAddr {
-    let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-            b"hello from the inner service",
-        ))))
-    });
-    let service = service.with_inner(inner);
+    let service = service.with_inner(hello());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -215,7 +233,7 @@ pub fn masked_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+pub fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     if buf.len() < 2 {
         return None;
     }
@@ -249,4 +267,60 @@ pub async fn echo(mut ws: tower_ws::UpgradedWebSocket, _head: tower_ws::RequestH
             break;
         }
     }
+}
+
+/// Counts handlers that are running: incremented when one starts,
+/// decremented when its future is dropped (returned or cancelled).
+#[derive(Clone, Default)]
+pub struct Live(Arc<AtomicUsize>);
+
+pub struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Live {
+    pub fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(self.0.clone())
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no handler runs.
+    pub async fn wait_zero(&self, within: Duration) {
+        self.wait_for(0, within).await;
+    }
+
+    /// Waits until exactly `n` handlers run.
+    pub async fn wait_for(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        while self.get() != n {
+            assert!(
+                start.elapsed() < within,
+                "{} handlers still running after {within:?}, not {n}",
+                self.get()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An echo service whose handlers are counted by `live`.
+pub fn counted_echo(live: &Live) -> WebSocketService<impl UpgradeHandler> {
+    let live = live.clone();
+    WebSocketService::new(
+        move |ws: tower_ws::UpgradedWebSocket, head: tower_ws::RequestHead| {
+            let guard = live.enter();
+            async move {
+                let _guard = guard;
+                echo(ws, head).await;
+            }
+        },
+    )
 }

@@ -5,11 +5,15 @@
 //!
 //!   load --addr 127.0.0.1:9001 [--path /] [--conns 1] [--size 20] [--inflight 1]
 //!        [--seconds 5] [--warmup 1] [--deflate] [--idle] [--pid SERVER_PID]
+//!        [--h2 STREAMS_PER_CONNECTION]
 //!
 //! `--deflate` offers permessage-deflate and sends JSON-like text (compressed when
 //! the server accepts); `--idle` only opens `--conns` connections, prints a line
 //! and holds them for `--seconds` (the harness measures server RSS meanwhile);
-//! `--pid` samples the server's CPU time over the measured window.
+//! `--pid` samples the server's CPU time over the measured window; `--h2 N`
+//! opens the `--conns` WebSockets as HTTP/2 streams (extended CONNECT, RFC
+//! 8441, clear-text prior knowledge), N per HTTP/2 connection (1: one
+//! connection per stream).
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
@@ -18,7 +22,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tower_ws_bench::client::{Check, Conn, Deflate, connect};
+use tower_ws_bench::client::{Check, Conn, Deflate, connect, connect_h2};
 use tower_ws_bench::payload::{self, OP_BINARY, OP_PONG, OP_TEXT, client_frame};
 use tower_ws_bench::{TICKS_PER_SEC, cpu_ticks};
 
@@ -41,6 +45,8 @@ struct Args {
     deflate: bool,
     idle: bool,
     pid: Option<u32>,
+    /// WebSockets per HTTP/2 connection; `None` is HTTP/1.1.
+    h2: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -55,6 +61,7 @@ fn parse_args() -> Args {
         deflate: false,
         idle: false,
         pid: None,
+        h2: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,13 +78,14 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = num(&val()),
             "--warmup" => a.warmup = num(&val()),
             "--pid" => a.pid = Some(num(&val())),
+            "--h2" => a.h2 = Some(num(&val())),
             "--deflate" => a.deflate = true,
             "--idle" => a.idle = true,
             _ => usage(&format!("unknown argument {flag}")),
         }
     }
-    if a.conns == 0 || a.inflight == 0 {
-        usage("--conns and --inflight must be at least 1");
+    if a.conns == 0 || a.inflight == 0 || a.h2 == Some(0) {
+        usage("--conns, --inflight and --h2 must be at least 1");
     }
     a
 }
@@ -214,16 +222,26 @@ async fn run(args: Args) -> i32 {
     0
 }
 
-/// Connect and upgrade all connections, a wave at a time.
+/// Connect and upgrade all connections, a wave of TCP connections at a time.
 async fn open_all(args: &Args, stats: &Stats) -> Vec<Conn> {
     let mut conns = Vec::with_capacity(args.conns);
-    for wave in (0..args.conns).collect::<Vec<_>>().chunks(CONNECT_WAVE) {
-        let attempts = wave
-            .iter()
-            .map(|&i| connect(&args.addr, &args.path, i as u64, args.deflate));
+    let per_tcp = args.h2.unwrap_or(1);
+    let groups: Vec<(usize, usize)> = (0..args.conns)
+        .step_by(per_tcp)
+        .map(|first| (first, per_tcp.min(args.conns - first)))
+        .collect();
+    for wave in groups.chunks(CONNECT_WAVE) {
+        let attempts = wave.iter().map(|&(first, n)| async move {
+            match args.h2 {
+                Some(_) => connect_h2(&args.addr, &args.path, n, args.deflate).await,
+                None => connect(&args.addr, &args.path, first as u64, args.deflate)
+                    .await
+                    .map(|c| vec![c]),
+            }
+        });
         for r in futures_util::future::join_all(attempts).await {
             match r {
-                Ok(c) => conns.push(c),
+                Ok(c) => conns.extend(c),
                 Err(e) => {
                     if stats.errors.get() == 0 {
                         eprintln!("load: connect: {e}");
@@ -256,7 +274,7 @@ async fn drive(
         }
         next = (first + inflight) % n;
         let sent_at = Instant::now();
-        let (mut rd, mut wr) = conn.tcp.split();
+        let (mut rd, mut wr) = conn.io.split();
         // Write and read concurrently: with large pipelined messages the server may
         // echo the first before it has read the last.
         let write = wr.write_all(&batch);
@@ -305,7 +323,7 @@ async fn drive(
         let (w, pongs) = tokio::join!(write, read);
         w?;
         for p in pongs? {
-            conn.tcp.write_all(&p).await?;
+            conn.io.write_all(&p).await?;
         }
     }
     Ok(())
@@ -340,7 +358,7 @@ fn report(args: &Args, stats: &Stats, negotiated: bool, cpu: Cpu) {
     };
     println!(
         concat!(
-            r#"{{"conns":{},"size":{},"inflight":{},"deflate":{},"negotiated_deflate":{},"#,
+            r#"{{"conns":{},"size":{},"inflight":{},"deflate":{},"negotiated_deflate":{},"h2":{},"#,
             r#""seconds":{},"msgs":{},"msgs_per_sec":{:.1},"p50_us":{},"p99_us":{},"errors":{},"#,
             r#""server_cpu_us_per_msg":{},"server_cpu_util":{},"load_cpu_util":{},"#,
             r#""payload_bytes_per_msg":{:.1},"#,
@@ -351,6 +369,7 @@ fn report(args: &Args, stats: &Stats, negotiated: bool, cpu: Cpu) {
         args.inflight,
         args.deflate,
         negotiated,
+        args.h2.map_or("null".into(), |n| n.to_string()),
         args.seconds,
         msgs,
         msgs as f64 / args.seconds,
