@@ -6,6 +6,7 @@ mod future;
 mod layer;
 #[allow(clippy::module_inception)]
 mod service;
+mod upgrade;
 
 use std::future::Future;
 

@@ -8,16 +8,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use super::upgrade::{PendingUpgrade, take_on_upgrade};
 use super::{RequestHead, UpgradeHandler, WebSocketLayer};
 use crate::config::Config;
-use crate::extensions::Extension;
 use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
-use crate::stream::WebSocket;
 
 /// Answers WebSocket handshakes and hands each upgraded connection to a
 /// handler on its own task; every request that is not a WebSocket upgrade
@@ -245,19 +243,10 @@ where
             Ok(accept) => accept,
             Err(reject) => return ResponseFuture::ready(reject.response()),
         };
-        if req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_none()
-        {
-            return ResponseFuture::ready(
-                Reject::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "this connection cannot be upgraded: serve it with hyper's serve_connection_with_upgrades",
-                )
-                .response(),
-            );
-        }
+        let on_upgrade = match take_on_upgrade(req.extensions_mut()) {
+            Ok(on_upgrade) => on_upgrade,
+            Err(reject) => return ResponseFuture::ready(reject.response()),
+        };
         let permit = match &settings.connections {
             None => None,
             Some(connections) => match connections.clone().try_acquire_owned() {
@@ -274,28 +263,14 @@ where
             },
         };
         let response = accept.response();
-        let on_upgrade = hyper::upgrade::on(&mut req);
+        let pending = PendingUpgrade::new(on_upgrade, &accept, &settings.config);
         let (head, _body) = req.into_parts();
         let head = detach(head);
         let handler = self.handler.clone();
         let settings = self.settings.clone();
-        #[cfg(feature = "deflate")]
-        let extension: Option<Box<dyn Extension>> = accept.deflate.map(|(params, mem_level)| {
-            let config = settings
-                .policy
-                .deflate
-                .as_ref()
-                .expect("negotiated with a config");
-            Box::new(crate::extensions::deflate::PerMessageDeflate::new(
-                params, mem_level, config,
-            )) as Box<dyn Extension>
-        });
-        #[cfg(not(feature = "deflate"))]
-        let extension: Option<Box<dyn Extension>> = None;
         tokio::spawn(async move {
             // The upgrade fails only if the client went away before it finished.
-            if let Ok(upgraded) = on_upgrade.await {
-                let ws = WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+            if let Ok(ws) = pending.websocket(&settings.config).await {
                 handler.call(ws, head).await;
             }
             drop(permit);
