@@ -71,6 +71,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod config;
 mod error;
 pub mod extensions;

@@ -6,7 +6,7 @@ mod future;
 mod layer;
 #[allow(clippy::module_inception)]
 mod service;
-mod upgrade;
+pub(crate) mod upgrade;
 
 use std::future::Future;
 

@@ -55,7 +55,10 @@ impl PendingUpgrade {
 
     /// Waits for hyper to hand the connection over. Fails only if the client
     /// went away before the upgrade finished.
-    pub(crate) async fn websocket(self, config: &Config) -> Result<UpgradedWebSocket, hyper::Error> {
+    pub(crate) async fn websocket(
+        self,
+        config: &Config,
+    ) -> Result<UpgradedWebSocket, hyper::Error> {
         let upgraded = self.on_upgrade.await?;
         Ok(WebSocket::from_raw(
             TokioIo::new(upgraded),
