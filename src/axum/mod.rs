@@ -92,7 +92,7 @@
 //! | `on_failed_upgrade(C)`, `OnFailedUpgrade`, `DefaultOnFailedUpgrade` | same | — |
 //! | `on_upgrade(C) -> Response` | same | The 101 also agrees permessage-deflate when the client offers it; a refused `Origin` (see [`WebSocketUpgrade::allowed_origins`]) gets 403. |
 //! | — | [`WebSocketUpgrade::config`], [`deflate`](WebSocketUpgrade::deflate), [`allowed_origins`](WebSocketUpgrade::allowed_origins), [`check_origin`](WebSocketUpgrade::check_origin) | tower-ws's settings: every limit, compression (on by default), cross-site WebSocket hijacking defence. |
-//! | `WebSocket`: `recv`, `send`, `protocol`, `Debug` | [`WebSocket`] | — |
+//! | `WebSocket`: `recv`, `send`, `protocol`, `Debug` | [`WebSocket`] | When `recv` returns the peer's `Message::Close`, the close reply is already on the wire (RFC 6455 §5.5.1); axum sends it on the next read or flush, so a handler that returns at once leaves its client with 1006. |
 //! | `Stream<Item = Result<Message, axum::Error>>`, `FusedStream`, `Sink<Message, Error = axum::Error>` | same | The `axum::Error` wraps a [`tower_ws::Error`](crate::Error) (`downcast` it for `is_protocol()`, `close_code()`, ...). `Sink::poll_close` (`SinkExt::close`) completes the closing handshake: it waits for the peer's close frame up to the close timeout (1 s). |
 //! | `StreamExt::split` → `SplitSink<WebSocket, Message>`, `SplitStream<WebSocket>` | [`WebSocket::split`], same types | An inherent method, so the halves coordinate pongs and reads across two tasks. |
 //! | — | [`WebSocket::close`] | Graceful close with code and reason. |
