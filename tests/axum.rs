@@ -602,3 +602,13 @@ async fn split_halves_work_from_two_tasks_while_the_writer_is_blocked() {
 async fn a_socket_split_through_the_trait_switches_to_coordinated_halves() {
     two_tasks_with_a_blocked_writer("/trait").await;
 }
+
+#[test]
+fn sockets_and_their_halves_can_move_to_other_tasks() {
+    fn send<T: Send + 'static>() {}
+    send::<WebSocketUpgrade>();
+    send::<WebSocket>();
+    send::<futures_util::stream::SplitSink<WebSocket, Message>>();
+    send::<futures_util::stream::SplitStream<WebSocket>>();
+    send::<WebSocketUpgradeRejection>();
+}
