@@ -78,6 +78,8 @@ def servers():
         "floor": [str(RELEASE / "floor_echo"), "{addr}"],
         "tokio-tungstenite": [str(RELEASE / "tungstenite_echo"), "{addr}"],
         "axum": [str(RELEASE / "axum_echo"), "{addr}"],
+        # The axum peer with its import switched to tower_ws::axum.
+        "axum (tower-ws)": [str(RELEASE / "axum_tower_ws_echo"), "{addr}"],
         "fastwebsockets": [str(RELEASE / "fastwebsockets_echo"), "{addr}"],
         "tokio-websockets": [str(RELEASE / "tokio_websockets_echo"), "{addr}"],
         "node-ws": node,
@@ -88,9 +90,11 @@ def servers():
     return {k: v for k, v in all_.items() if not wanted or k in wanted}
 
 
-ECHO_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "fastwebsockets", "tokio-websockets"]
+ECHO_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+                "tokio-websockets"]
 DEFLATE_SERVERS = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
-IDLE_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "fastwebsockets", "tokio-websockets", "node-ws"]
+IDLE_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+                "tokio-websockets", "node-ws"]
 # Idle again with permessage-deflate negotiated: compression state per connection.
 IDLE_DEFLATE_SERVERS = ["tower-ws (deflate)", "node-ws"]
 # axum 0.8 is the other Rust server with RFC 8441 WebSockets.

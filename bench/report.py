@@ -23,14 +23,15 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 
-ECHO_ORDER = ["tower-ws", "floor", "tokio-tungstenite", "axum", "fastwebsockets", "tokio-websockets"]
+ECHO_ORDER = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+              "tokio-websockets"]
 DEFLATE_ORDER = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
 IDLE_ORDER = ECHO_ORDER + ["node-ws", "tower-ws (deflate)", "node-ws (deflate)",
                           "tower-ws (h2)", "axum (h2)"]
 H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
-COLORS = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"]
+COLORS = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd"]
 
 
 def sh(*argv):
@@ -252,6 +253,8 @@ def markdown(data):
     out.append("- **tokio-tungstenite**: `accept_async_with_config` + its example's `forward` loop.")
     out.append("- **axum**: 0.8 `WebSocketUpgrade`, `recv`/`send` loop; `axum::serve` with "
                "HTTP/1.1 and HTTP/2 (it enables RFC 8441), on every row.")
+    out.append("- **axum (tower-ws)**: the same program with its `use axum::extract::ws` line switched "
+               "to `tower_ws::axum` (`bench/src/bin/axum_tower_ws_echo.rs`).")
     out.append("- **fastwebsockets**: hyper 1 upgrade, `FragmentCollector`, auto close/pong.")
     out.append("- **tokio-websockets**: `ServerBuilder`, `next`/`send` loop.")
     out.append("- **node-ws**: `ws` with `perMessageDeflate` (its defaults) and `bufferutil`.")

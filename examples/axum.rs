@@ -1,13 +1,20 @@
-//! tower-ws in an axum 0.8 Router: the WebSocket is one route among
-//! ordinary ones, and both kinds share state.
+//! tower-ws in an axum 0.8 Router, mounted both ways: the WebSockets are
+//! routes among ordinary ones, and all of them share state.
+//!
+//! - `/ws` is a `WebSocketService` mounted with `route_service`, serving
+//!   the callback interface (`tower_ws::handler`) with a connection limit;
+//! - `/echo` is an ordinary axum handler with the `WebSocketUpgrade`
+//!   extractor of `tower_ws::axum` next to `State`: axum's own API, where
+//!   switching from `axum::extract::ws` is one `use` line.
 //!
 //! Run: `cargo run --example axum -- [ADDR]` (ADDR defaults to
 //! 127.0.0.1:3000; 127.0.0.1:0 picks a free port). It prints
 //! `tower-ws in axum on http://ADDR/`. Then:
 //! - `curl http://ADDR/` — an ordinary route;
 //! - `websocat ws://ADDR/ws` — every message comes back numbered, `#N: text`;
-//! - `curl http://ADDR/stats` — how many WebSocket messages arrived so far,
-//!   counted by the WebSocket handler in state the route shares.
+//! - `websocat ws://ADDR/echo` — every message comes back as it was;
+//! - `curl http://ADDR/stats` — how many WebSocket messages arrived so far
+//!   on both, counted by the WebSocket handlers in state the route shares.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +23,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::response::Response;
+use axum::routing::{any, get};
+use tower_ws::axum::{WebSocket, WebSocketUpgrade};
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{Message, WebSocketService};
 
@@ -40,8 +49,26 @@ impl Handler for Numbered {
     }
 }
 
+/// The extractor, composed with `State` like any axum extractor.
+async fn echo(ws: WebSocketUpgrade, State(stats): State<Stats>) -> Response {
+    ws.max_message_size(1 << 20)
+        .on_upgrade(move |socket| echo_socket(socket, stats))
+}
+
+async fn echo_socket(mut socket: WebSocket, stats: Stats) {
+    use tower_ws::axum::Message;
+    while let Some(Ok(msg)) = socket.recv().await {
+        if let Message::Text(_) | Message::Binary(_) = msg {
+            stats.messages.fetch_add(1, Ordering::Relaxed);
+            if socket.send(msg).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
 async fn index() -> &'static str {
-    "tower-ws in axum: WebSocket at /ws, message count at /stats\n"
+    "tower-ws in axum: WebSockets at /ws (service) and /echo (extractor), message count at /stats\n"
 }
 
 async fn show_stats(State(stats): State<Stats>) -> String {
@@ -68,6 +95,7 @@ async fn main() -> std::io::Result<()> {
     let app = Router::new()
         .route("/", get(index))
         .route("/stats", get(show_stats))
+        .route("/echo", any(echo))
         .route_service("/ws", WebSocketService::new(hub).max_connections(1000))
         .with_state(stats);
 

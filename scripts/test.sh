@@ -6,7 +6,8 @@
 #      redis-server processes they start, doc tests) and the core without
 #      default features,
 #   3. interop with real clients we do not write: Python `websockets`,
-#      Node `ws`, headless Chromium,
+#      Node `ws`, headless Chromium; the axum drop-in programs built against
+#      axum's `extract::ws` and against `tower_ws::axum`, same tests for both,
 #   4. the Autobahn|Testsuite cases against the echo example,
 #   5. a short, bounded fuzzing run of every cargo-fuzz target,
 #   6. a build of the benchmarks (they are run by bench/run.sh, not here).
@@ -28,7 +29,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
 step "the sans-I/O core builds without default features"
 cargo build --no-default-features
@@ -47,6 +48,9 @@ node --test tests/node/*.test.js
 
 step "browser: the demo page in headless Chromium (two pages chat, deflate, server close; over TLS + HTTP/2; two demo nodes through Redis)"
 node --test tests/browser/*.test.mjs
+
+step "axum drop-in: examples/axum_dropin on axum::extract::ws and on tower_ws::axum (clippy, cargo test, Node ws, Chromium)"
+bash examples/axum_dropin/test.sh
 
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
 bash tests/autobahn/run.sh --spawn target/release/examples/echo

@@ -109,7 +109,7 @@ async fn axum_example_serves_routes_and_a_websocket_sharing_state() {
     let example = start("axum").await;
     let (status, body) = get(&example.addr, "/").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.contains("WebSocket at /ws"), "{body}");
+    assert!(body.contains("WebSockets at /ws"), "{body}");
     assert_eq!(get(&example.addr, "/stats").await.1, "messages: 0\n");
 
     let (mut ws, _) = connect_async(format!("ws://{}/ws", example.addr))
@@ -120,6 +120,18 @@ async fn axum_example_serves_routes_and_a_websocket_sharing_state() {
     ws.send(Message::text("again")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "#2: again");
     assert_eq!(get(&example.addr, "/stats").await.1, "messages: 2\n");
+
+    // The extractor route: same state, axum's API.
+    let (mut echo, _) = connect_async(format!("ws://{}/echo", example.addr))
+        .await
+        .unwrap();
+    echo.send(Message::text("as is")).await.unwrap();
+    assert_eq!(next_text(&mut echo).await, "as is");
+    assert_eq!(get(&example.addr, "/stats").await.1, "messages: 3\n");
+    // A plain GET on the extractor route is refused with axum's text.
+    let (status, body) = get(&example.addr, "/echo").await;
+    assert!(status.contains("426"), "{status}");
+    assert_eq!(body, "`Upgrade` header did not include 'websocket'\n");
 }
 
 #[tokio::test]

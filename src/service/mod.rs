@@ -6,6 +6,7 @@ mod future;
 mod layer;
 #[allow(clippy::module_inception)]
 mod service;
+pub(crate) mod upgrade;
 
 use std::future::Future;
 

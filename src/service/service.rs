@@ -8,55 +8,15 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use super::upgrade::{self, Accepted, PendingUpgrade, take_on_upgrade};
 use super::{RequestHead, UpgradeHandler, WebSocketLayer};
 use crate::config::Config;
-use crate::extensions::Extension;
-#[cfg(feature = "deflate")]
-use crate::extensions::deflate::DeflateParams;
-use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
+use crate::handshake::{OriginPolicy, Policy, Protocols, Reject};
 use crate::shutdown::Shutdown;
-use crate::stream::WebSocket;
-
-/// The permessage-deflate agreement of a handshake, if any.
-#[cfg(feature = "deflate")]
-type Agreed = Option<(DeflateParams, u8)>;
-#[cfg(not(feature = "deflate"))]
-type Agreed = ();
-
-/// An accepted handshake: the response to send, and what was agreed.
-struct Accepted {
-    response: Response<Full<Bytes>>,
-    agreed: Agreed,
-}
-
-impl From<handshake::Accept> for Accepted {
-    fn from(accept: handshake::Accept) -> Self {
-        Accepted {
-            response: accept.response(),
-            #[cfg(feature = "deflate")]
-            agreed: accept.deflate,
-            #[cfg(not(feature = "deflate"))]
-            agreed: (),
-        }
-    }
-}
-
-impl From<handshake::ConnectAccept> for Accepted {
-    fn from(accept: handshake::ConnectAccept) -> Self {
-        Accepted {
-            response: accept.response(),
-            #[cfg(feature = "deflate")]
-            agreed: accept.deflate,
-            #[cfg(not(feature = "deflate"))]
-            agreed: (),
-        }
-    }
-}
 
 /// Answers WebSocket handshakes and hands each upgraded connection to a
 /// handler on its own task; every request that is not a WebSocket upgrade
@@ -291,7 +251,10 @@ where
         if !wanted_path {
             return ResponseFuture::inner(self.inner.call(req));
         }
-        let Accepted { response, agreed } = match negotiate(&req, &settings.policy) {
+        let Accepted { response, agreed } = match upgrade::negotiate(
+            (&req).into(),
+            &settings.policy,
+        ) {
             None if settings.path.is_some() => {
                 return ResponseFuture::ready(
                     Reject::new(
@@ -305,19 +268,10 @@ where
             Some(Err(reject)) => return ResponseFuture::ready(reject.response()),
             Some(Ok(accepted)) => accepted,
         };
-        if req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_none()
-        {
-            return ResponseFuture::ready(
-                Reject::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "this connection cannot be upgraded: serve it with hyper's serve_connection_with_upgrades",
-                )
-                .response(),
-            );
-        }
+        let on_upgrade = match take_on_upgrade(req.extensions_mut()) {
+            Ok(on_upgrade) => on_upgrade,
+            Err(reject) => return ResponseFuture::ready(reject.response()),
+        };
         let permit = match &settings.connections {
             None => None,
             Some(connections) => match connections.clone().try_acquire_owned() {
@@ -337,17 +291,14 @@ where
             .shutdown
             .clone()
             .or_else(|| req.extensions().get::<Shutdown>().cloned());
-        let on_upgrade = hyper::upgrade::on(&mut req);
+        let pending = PendingUpgrade::new(on_upgrade, agreed, &settings.config);
         let (head, _body) = req.into_parts();
         let head = detach(head);
         let handler = self.handler.clone();
         let settings = self.settings.clone();
         tokio::spawn(async move {
             // The upgrade fails only if the client went away before it finished.
-            if let Ok(upgraded) = on_upgrade.await {
-                let extension = extension(&settings, agreed);
-                let mut ws =
-                    WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+            if let Ok(mut ws) = pending.websocket(&settings.config).await {
                 if let Some(shutdown) = &shutdown {
                     ws.watch_shutdown(shutdown);
                 }
@@ -357,63 +308,6 @@ where
         });
         ResponseFuture::ready(response)
     }
-}
-
-/// Decides on a request: `None` if it is no WebSocket handshake at all,
-/// else the response (`101` over HTTP/1.1, `200` for an RFC 8441 extended
-/// CONNECT) and the agreed permessage-deflate, or the rejection.
-fn negotiate<B>(req: &Request<B>, policy: &Policy) -> Option<Result<Accepted, Reject>> {
-    if let Some(protocol) = connect_protocol(req) {
-        if handshake::is_extended_connect(req.method(), Some(protocol)) {
-            let accept = handshake::negotiate_extended_connect(
-                req.method(),
-                req.version(),
-                req.uri(),
-                protocol,
-                req.headers(),
-                policy,
-            );
-            return Some(accept.map(Accepted::from));
-        }
-    }
-    if !handshake::is_upgrade_attempt(req.headers()) {
-        return None;
-    }
-    let accept = handshake::negotiate(req.method(), req.version(), req.headers(), policy);
-    Some(accept.map(Accepted::from))
-}
-
-/// The `:protocol` pseudo-header of an HTTP/2 request (RFC 8441 §4).
-#[cfg(feature = "http2")]
-fn connect_protocol<B>(req: &Request<B>) -> Option<&str> {
-    req.extensions()
-        .get::<hyper::ext::Protocol>()
-        .map(hyper::ext::Protocol::as_str)
-}
-
-#[cfg(not(feature = "http2"))]
-fn connect_protocol<B>(_req: &Request<B>) -> Option<&str> {
-    None
-}
-
-/// The negotiated permessage-deflate, ready to plug into the engine.
-#[cfg(feature = "deflate")]
-fn extension(settings: &Settings, agreed: Agreed) -> Option<Box<dyn Extension>> {
-    agreed.map(|(params, mem_level)| {
-        let config = settings
-            .policy
-            .deflate
-            .as_ref()
-            .expect("negotiated with a config");
-        Box::new(crate::extensions::deflate::PerMessageDeflate::new(
-            params, mem_level, config,
-        )) as Box<dyn Extension>
-    })
-}
-
-#[cfg(not(feature = "deflate"))]
-fn extension(_settings: &Settings, _agreed: Agreed) -> Option<Box<dyn Extension>> {
-    None
 }
 
 /// Copies the URI and header values out of the request head. hyper parses

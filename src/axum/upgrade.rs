@@ -1,0 +1,391 @@
+//! [`WebSocketUpgrade`]: the extractor, its builder methods and
+//! `on_upgrade`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::Response;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use hyper::upgrade::OnUpgrade;
+
+use super::rejection::{
+    ConnectionNotUpgradable, InvalidConnectionHeader, InvalidHandshake, InvalidUpgradeHeader,
+    InvalidWebSocketVersionHeader, MethodNotConnect, MethodNotGet, WebSocketKeyHeaderMissing,
+    WebSocketUpgradeRejection,
+};
+use super::socket::WebSocket;
+use crate::config::Config;
+use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
+use crate::service::upgrade::{Accepted, PendingUpgrade, take_on_upgrade};
+
+/// Extractor for establishing WebSocket connections, with the methods of
+/// axum's `WebSocketUpgrade`; the connection behind it is tower-ws's.
+///
+/// Put it in a handler's arguments next to other extractors (`State`,
+/// `Query`, `TypedHeader`, ...), then answer with
+/// [`on_upgrade`](Self::on_upgrade). A request that is not a valid
+/// WebSocket handshake is rejected with a
+/// [`WebSocketUpgradeRejection`] before the handler runs.
+///
+/// Mount the handler with `any(...)` (as for axum's) or `get(...)`.
+///
+/// ```
+/// use axum::{Router, extract::State, response::Response, routing::any};
+/// use tower_ws::axum::{WebSocket, WebSocketUpgrade};
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     greeting: &'static str,
+/// }
+///
+/// async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+///     ws.protocols(["chat.v2", "chat.v1"])
+///         .max_message_size(1 << 20)
+///         .on_upgrade(move |socket| greet(socket, state))
+/// }
+///
+/// async fn greet(mut socket: WebSocket, state: AppState) {
+///     let _ = socket.send(state.greeting.into()).await;
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/ws", any(handler))
+///     .with_state(AppState { greeting: "hello" });
+/// ```
+#[must_use]
+pub struct WebSocketUpgrade<F = DefaultOnFailedUpgrade> {
+    config: Config,
+    origins: OriginPolicy,
+    /// The subprotocol the response will name.
+    protocol: Option<HeaderValue>,
+    /// The client's offers, in its order.
+    requested: Vec<HeaderValue>,
+    /// What the handshake is agreed from once the handler has configured it.
+    method: Method,
+    version: Version,
+    headers: HeaderMap,
+    on_upgrade: OnUpgrade,
+    on_failed_upgrade: F,
+}
+
+impl<F> fmt::Debug for WebSocketUpgrade<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketUpgrade")
+            .field("config", &self.config)
+            .field("origins", &self.origins)
+            .field("protocol", &self.protocol)
+            .field("requested", &self.requested)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> WebSocketUpgrade<F> {
+    fn map_config(mut self, f: impl FnOnce(Config) -> Config) -> Self {
+        self.config = f(std::mem::take(&mut self.config));
+        self
+    }
+
+    /// How many bytes are asked of the transport per read
+    /// ([`Config::read_buffer_size`]). The buffer is allocated when the
+    /// first bytes arrive, so idle connections do not pay for it.
+    ///
+    /// Default is 8 KiB (axum's is 128 KiB).
+    pub fn read_buffer_size(self, size: usize) -> Self {
+        self.map_config(|c| c.read_buffer_size(size))
+    }
+
+    /// Accepted for compatibility with axum; has no effect. tower-ws writes
+    /// on every `send` and `flush`, and messages queued with `feed` go out
+    /// together once there is no more input to read.
+    pub fn write_buffer_size(self, _size: usize) -> Self {
+        self
+    }
+
+    /// When this many bytes wait to be written, sending waits for the peer
+    /// to read ([`Config::write_buffer_high_water`]): backpressure, where
+    /// axum fails the send instead.
+    ///
+    /// Default is 128 KiB (axum's is unlimited).
+    pub fn max_write_buffer_size(self, max: usize) -> Self {
+        self.map_config(|c| c.write_buffer_high_water(max))
+    }
+
+    /// The largest message accepted, counted after reassembly and
+    /// decompression; a larger one fails the connection with close code
+    /// 1009 ([`Config::max_message_size`]).
+    ///
+    /// Default is 64 MiB.
+    pub fn max_message_size(self, max: usize) -> Self {
+        self.map_config(|c| c.max_message_size(max))
+    }
+
+    /// The largest frame accepted ([`Config::max_frame_size`]).
+    ///
+    /// Default is 16 MiB.
+    pub fn max_frame_size(self, max: usize) -> Self {
+        self.map_config(|c| c.max_frame_size(max))
+    }
+
+    /// Accepted for compatibility with axum; has no effect: a client frame
+    /// without a mask fails the connection with close code 1002, as RFC 6455
+    /// §5.1 requires.
+    pub fn accept_unmasked_frames(self, _accept: bool) -> Self {
+        self
+    }
+
+    /// Every connection setting at once (limits, timeouts,
+    /// permessage-deflate), replacing what earlier calls set.
+    ///
+    /// Default is [`Config::default()`]: permessage-deflate is offered to
+    /// clients that ask for it.
+    pub fn config(self, config: Config) -> Self {
+        self.map_config(|_| config)
+    }
+
+    /// permessage-deflate settings (RFC 7692), or `None` to never compress
+    /// ([`Config::deflate`]).
+    ///
+    /// Default is `Some(DeflateConfig::default())`.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(self, deflate: Option<crate::DeflateConfig>) -> Self {
+        self.map_config(|c| c.deflate(deflate))
+    }
+
+    /// Only these origins (e.g. `https://example.com`) may connect; a
+    /// browser page from elsewhere gets `403 Forbidden` from
+    /// [`on_upgrade`](Self::on_upgrade). Requests without `Origin`
+    /// (non-browser clients) are allowed. This defends against cross-site
+    /// WebSocket hijacking.
+    ///
+    /// Default is any origin.
+    pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.origins = OriginPolicy::AllowList(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Decides with a closure whether an `Origin` (or its absence) may
+    /// connect; `false` makes [`on_upgrade`](Self::on_upgrade) answer
+    /// `403 Forbidden`.
+    pub fn check_origin<C>(mut self, check: C) -> Self
+    where
+        C: Fn(Option<&HeaderValue>) -> bool + Send + Sync + 'static,
+    {
+        self.origins = OriginPolicy::Check(Arc::new(check));
+        self
+    }
+
+    /// The subprotocols the server speaks, in decreasing order of
+    /// preference: the first one the client also offered is selected and
+    /// named in the response (RFC 6455 §4.2.2). None in common selects none.
+    pub fn protocols<I>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<Cow<'static, str>>,
+    {
+        self.protocol = protocols.into_iter().find_map(|wanted| {
+            let wanted = wanted.into();
+            self.requested
+                .iter()
+                .find(|offered| offered.as_bytes() == wanted.as_bytes())
+                .cloned()
+        });
+        self
+    }
+
+    /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in
+    /// the client's order (axum's are sorted and deduplicated).
+    pub fn requested_protocols(&self) -> impl Iterator<Item = &HeaderValue> {
+        self.requested.iter()
+    }
+
+    /// Sets the selected subprotocol, replacing what
+    /// [`protocols`](Self::protocols) chose. Browsers fail the connection if
+    /// it is not one they offered.
+    pub fn set_selected_protocol(&mut self, protocol: HeaderValue) {
+        self.protocol = Some(protocol);
+    }
+
+    /// The selected subprotocol, if one has been chosen.
+    pub fn selected_protocol(&self) -> Option<&HeaderValue> {
+        self.protocol.as_ref()
+    }
+
+    /// A callback for when the upgrade fails after the response was sent
+    /// (the client went away before it completed).
+    ///
+    /// Default is to ignore the error.
+    pub fn on_failed_upgrade<C>(self, callback: C) -> WebSocketUpgrade<C>
+    where
+        C: OnFailedUpgrade,
+    {
+        WebSocketUpgrade {
+            config: self.config,
+            origins: self.origins,
+            protocol: self.protocol,
+            requested: self.requested,
+            method: self.method,
+            version: self.version,
+            headers: self.headers,
+            on_upgrade: self.on_upgrade,
+            on_failed_upgrade: callback,
+        }
+    }
+
+    /// Answers the handshake and, once hyper has handed the connection over,
+    /// calls `callback` with the socket on a task of its own.
+    ///
+    /// The response is `101 Switching Protocols` with the selected
+    /// subprotocol and the agreed permessage-deflate parameters, or `403
+    /// Forbidden` if the `Origin` is refused (then `callback` never runs).
+    #[must_use = "to set up the WebSocket connection, this response must be returned"]
+    pub fn on_upgrade<C, Fut>(self, callback: C) -> Response
+    where
+        C: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+        F: OnFailedUpgrade,
+    {
+        let policy = Policy {
+            protocols: Protocols::None,
+            origins: self.origins,
+            #[cfg(feature = "deflate")]
+            deflate: self.config.deflate.clone(),
+        };
+        let accept = match handshake::negotiate(&self.method, self.version, &self.headers, &policy)
+        {
+            Ok(accept) => accept,
+            Err(reject) => return reject.response(),
+        };
+        let mut response: Response = accept.response();
+        if let Some(protocol) = &self.protocol {
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
+        }
+        let agreed = Accepted::from(accept).agreed;
+        let pending = PendingUpgrade::new(self.on_upgrade, agreed, &self.config);
+        let (config, protocol, on_failed_upgrade) =
+            (self.config, self.protocol, self.on_failed_upgrade);
+        tokio::spawn(async move {
+            match pending.websocket(&config).await {
+                Ok(ws) => callback(WebSocket::new(ws, protocol)).await,
+                Err(e) => on_failed_upgrade.call(axum_core::Error::new(e)),
+            }
+        });
+        response
+    }
+}
+
+/// What to do when an upgrade fails after its response was sent; see
+/// [`WebSocketUpgrade::on_failed_upgrade`]. Implemented for every
+/// `FnOnce(axum::Error) + Send + 'static`.
+pub trait OnFailedUpgrade: Send + 'static {
+    /// Calls the callback.
+    fn call(self, error: axum_core::Error);
+}
+
+impl<F> OnFailedUpgrade for F
+where
+    F: FnOnce(axum_core::Error) + Send + 'static,
+{
+    fn call(self, error: axum_core::Error) {
+        self(error)
+    }
+}
+
+/// The default [`OnFailedUpgrade`]: ignores the error.
+#[non_exhaustive]
+#[derive(Debug)]
+pub struct DefaultOnFailedUpgrade;
+
+impl OnFailedUpgrade for DefaultOnFailedUpgrade {
+    #[inline]
+    fn call(self, _error: axum_core::Error) {}
+}
+
+impl<S> FromRequestParts<S> for WebSocketUpgrade<DefaultOnFailedUpgrade>
+where
+    S: Send + Sync,
+{
+    type Rejection = WebSocketUpgradeRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        check(parts)?;
+        let on_upgrade =
+            take_on_upgrade(&mut parts.extensions).map_err(|_| ConnectionNotUpgradable)?;
+        let requested = handshake::header_tokens(&parts.headers, header::SEC_WEBSOCKET_PROTOCOL)
+            .filter_map(|offer| HeaderValue::from_str(offer).ok())
+            .collect();
+        Ok(WebSocketUpgrade {
+            config: Config::default(),
+            origins: OriginPolicy::Any,
+            protocol: None,
+            requested,
+            method: parts.method.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            on_upgrade,
+            on_failed_upgrade: DefaultOnFailedUpgrade,
+        })
+    }
+}
+
+/// Validates the handshake with tower-ws's rules (the same
+/// `handshake::negotiate` as `WebSocketService`; the settings the handler
+/// chooses are applied by `on_upgrade`), naming the failure as axum does.
+fn check(parts: &Parts) -> Result<(), WebSocketUpgradeRejection> {
+    if parts.version >= Version::HTTP_2 {
+        // RFC 8441 §4: over HTTP/2 a WebSocket is an extended CONNECT. Until
+        // tower-ws's handshake accepts those, such requests are refused here.
+        if parts.method != Method::CONNECT {
+            return Err(MethodNotConnect.into());
+        }
+        return Err(InvalidHandshake::from(Reject::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "WebSockets over HTTP/2 (RFC 8441) are not supported yet: connect over HTTP/1.1",
+        ))
+        .into());
+    }
+    if !handshake::is_upgrade_attempt(&parts.headers) {
+        return Err(InvalidUpgradeHeader.into());
+    }
+    match handshake::negotiate(
+        &parts.method,
+        parts.version,
+        &parts.headers,
+        &Policy::default(),
+    ) {
+        Ok(_) => Ok(()),
+        Err(reject) => Err(name_as_axum(parts, reject)),
+    }
+}
+
+/// The axum rejection for what `negotiate` refused, where axum has one.
+/// `negotiate` checks, in order: Upgrade, method, HTTP version, Connection,
+/// Host, Sec-WebSocket-Version, Sec-WebSocket-Key, Origin; so a 400 is
+/// about Connection when the version passed, and about a missing key when
+/// everything before it passed.
+fn name_as_axum(parts: &Parts, reject: Reject) -> WebSocketUpgradeRejection {
+    let h = &parts.headers;
+    let version_ok = parts.version >= Version::HTTP_11;
+    let connection_ok = handshake::header_has_token(h, header::CONNECTION, "upgrade");
+    let host_ok = h.get_all(header::HOST).iter().count() == 1;
+    match reject.status {
+        StatusCode::METHOD_NOT_ALLOWED => MethodNotGet.into(),
+        StatusCode::UPGRADE_REQUIRED => InvalidWebSocketVersionHeader.into(),
+        StatusCode::BAD_REQUEST if version_ok && !connection_ok => InvalidConnectionHeader.into(),
+        StatusCode::BAD_REQUEST
+            if version_ok && host_ok && !h.contains_key(header::SEC_WEBSOCKET_KEY) =>
+        {
+            WebSocketKeyHeaderMissing.into()
+        }
+        _ => InvalidHandshake::from(reject).into(),
+    }
+}
