@@ -337,13 +337,46 @@ async fn each_defect_is_named_with_axums_rejection_type() {
                 .unwrap(),
             "MethodNotConnect 405",
         ),
+        // A plain CONNECT (no `:protocol`) and one for another protocol.
         (
             handshake()
                 .method("CONNECT")
                 .version(http::Version::HTTP_2)
                 .body(body())
                 .unwrap(),
-            "InvalidHandshake 501",
+            "InvalidProtocolPseudoheader 501",
+        ),
+        (
+            handshake()
+                .method("CONNECT")
+                .version(http::Version::HTTP_2)
+                .extension(hyper::ext::Protocol::from_static("webtransport"))
+                .body(body())
+                .unwrap(),
+            "InvalidProtocolPseudoheader 501",
+        ),
+        // RFC 8441 §4: an extended CONNECT without `:authority`.
+        (
+            http::Request::builder()
+                .method("CONNECT")
+                .uri("/")
+                .version(http::Version::HTTP_2)
+                .extension(hyper::ext::Protocol::from_static("websocket"))
+                .header("sec-websocket-version", "13")
+                .body(body())
+                .unwrap(),
+            "InvalidHandshake 400",
+        ),
+        (
+            http::Request::builder()
+                .method("CONNECT")
+                .uri("http://example.com/")
+                .version(http::Version::HTTP_2)
+                .extension(hyper::ext::Protocol::from_static("websocket"))
+                .header("sec-websocket-version", "12")
+                .body(body())
+                .unwrap(),
+            "InvalidWebSocketVersionHeader 426",
         ),
         // A valid handshake that did not come through hyper.
         (

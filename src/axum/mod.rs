@@ -81,7 +81,7 @@
 //! | `axum::extract::ws` | `tower_ws::axum` | difference |
 //! | --- | --- | --- |
 //! | `WebSocketUpgrade<F = DefaultOnFailedUpgrade>`: `FromRequestParts<S>`, `Debug`, `#[must_use]` | [`WebSocketUpgrade`] | Validated with tower-ws's handshake rules, which are stricter (RFC 6455 §4.2.1: `Connection` and `Upgrade` tokens parsed, exactly one `Host`, a 16-byte key). Also reachable as `axum::extract::WebSocketUpgrade`; here only at this path. |
-//! | HTTP/2 extended `CONNECT` (RFC 8441) | refused with 501 | tower-ws's handshake does not speak HTTP/2 yet; HTTP/1.1 clients are unaffected. |
+//! | HTTP/2 extended `CONNECT` (RFC 8441) | same | Answered `200` under the same rules as over HTTP/1.1 (subprotocol, permessage-deflate, Origin); a `CONNECT` for another `:protocol` gets 501 (axum: 400). |
 //! | `read_buffer_size(usize)` | same | Allocated when the first bytes arrive, not per idle connection. Default 8 KiB (axum: 128 KiB). |
 //! | `write_buffer_size(usize)` | same, no effect | Every `send`/`flush` writes; messages queued with `feed` leave together once the input is drained. |
 //! | `max_write_buffer_size(usize)` | same | Past it, sending waits for the peer (backpressure) where axum fails the send. Default 128 KiB (axum: unlimited). |

@@ -8,11 +8,11 @@
 //! | [`MethodNotConnect`] | 405, `Allow: CONNECT` | 405 |
 //! | [`InvalidConnectionHeader`] | 400 | 400 |
 //! | [`InvalidUpgradeHeader`] | 426, `Upgrade: websocket` (RFC 9110 §15.5.22) | 400 |
-//! | [`InvalidProtocolPseudoheader`] | 400 | 400 |
+//! | [`InvalidProtocolPseudoheader`] | 501: this server tunnels only `websocket` | 400 |
 //! | [`InvalidWebSocketVersionHeader`] | 426, `Sec-WebSocket-Version: 13` (RFC 6455 §4.2.2) | 400 |
 //! | [`WebSocketKeyHeaderMissing`] | 400 | 400 |
 //! | [`ConnectionNotUpgradable`] | 500: the server is not serving upgrades | 426 |
-//! | [`InvalidHandshake`] (not in axum) | 400 or 501: a rule axum does not check | — |
+//! | [`InvalidHandshake`] (not in axum) | 400: a rule axum does not check | — |
 
 use std::fmt;
 
@@ -108,10 +108,11 @@ define_rejection! {
 }
 
 define_rejection! {
-    #[status = BAD_REQUEST]
+    #[status = NOT_IMPLEMENTED]
     #[body = "`:protocol` pseudo-header did not include 'websocket'"]
-    /// An HTTP/2 extended `CONNECT` for another protocol than `websocket`
-    /// (RFC 8441 §4).
+    /// An HTTP/2 `CONNECT` without `:protocol`, or an extended `CONNECT` for
+    /// another protocol than `websocket` (RFC 8441 §4): `501 Not
+    /// Implemented`, as `WebSocketService` answers (axum answers 400).
     pub struct InvalidProtocolPseudoheader;
 }
 
@@ -144,8 +145,8 @@ define_rejection! {
 /// A handshake rule axum does not check, answered with tower-ws's status
 /// and reason: HTTP/1.0, a missing or repeated `Host`, a repeated
 /// `Sec-WebSocket-Key` or `Origin`, a key that is not 16 bytes in base64
-/// (all 400, RFC 6455 §4.2.1), or WebSockets over HTTP/2 before tower-ws
-/// serves them (501).
+/// (all 400, RFC 6455 §4.2.1), or an extended CONNECT without
+/// `:authority` (400, RFC 8441 §4).
 #[derive(Debug)]
 pub struct InvalidHandshake(Reject);
 

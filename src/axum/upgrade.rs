@@ -6,21 +6,22 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum_core::body::Body;
 use axum_core::extract::FromRequestParts;
 use axum_core::response::Response;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
 
 use super::rejection::{
-    ConnectionNotUpgradable, InvalidConnectionHeader, InvalidHandshake, InvalidUpgradeHeader,
-    InvalidWebSocketVersionHeader, MethodNotConnect, MethodNotGet, WebSocketKeyHeaderMissing,
-    WebSocketUpgradeRejection,
+    ConnectionNotUpgradable, InvalidConnectionHeader, InvalidHandshake,
+    InvalidProtocolPseudoheader, InvalidUpgradeHeader, InvalidWebSocketVersionHeader,
+    MethodNotConnect, MethodNotGet, WebSocketKeyHeaderMissing, WebSocketUpgradeRejection,
 };
 use super::socket::WebSocket;
 use crate::config::Config;
 use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
-use crate::service::upgrade::{Accepted, PendingUpgrade, take_on_upgrade};
+use crate::service::upgrade::{Accepted, PendingUpgrade, connect_protocol, take_on_upgrade};
 
 /// Extractor for establishing WebSocket connections, with the methods of
 /// axum's `WebSocketUpgrade`; the connection behind it is tower-ws's.
@@ -67,7 +68,10 @@ pub struct WebSocketUpgrade<F = DefaultOnFailedUpgrade> {
     /// What the handshake is agreed from once the handler has configured it.
     method: Method,
     version: Version,
+    uri: Uri,
     headers: HeaderMap,
+    /// The `:protocol` of an HTTP/2 extended CONNECT (RFC 8441 §4).
+    connect_protocol: Option<String>,
     on_upgrade: OnUpgrade,
     on_failed_upgrade: F,
 }
@@ -233,7 +237,9 @@ impl<F> WebSocketUpgrade<F> {
             requested: self.requested,
             method: self.method,
             version: self.version,
+            uri: self.uri,
             headers: self.headers,
+            connect_protocol: self.connect_protocol,
             on_upgrade: self.on_upgrade,
             on_failed_upgrade: callback,
         }
@@ -242,7 +248,8 @@ impl<F> WebSocketUpgrade<F> {
     /// Answers the handshake and, once hyper has handed the connection over,
     /// calls `callback` with the socket on a task of its own.
     ///
-    /// The response is `101 Switching Protocols` with the selected
+    /// The response is `101 Switching Protocols` (`200` to an HTTP/2
+    /// extended CONNECT, RFC 8441 §5) with the selected
     /// subprotocol and the agreed permessage-deflate parameters, or `403
     /// Forbidden` if the `Origin` is refused (then `callback` never runs).
     #[must_use = "to set up the WebSocket connection, this response must be returned"]
@@ -258,18 +265,29 @@ impl<F> WebSocketUpgrade<F> {
             #[cfg(feature = "deflate")]
             deflate: self.config.deflate.clone(),
         };
-        let accept = match handshake::negotiate(&self.method, self.version, &self.headers, &policy)
-        {
-            Ok(accept) => accept,
+        let accepted = match &self.connect_protocol {
+            Some(protocol) => handshake::negotiate_extended_connect(
+                &self.method,
+                self.version,
+                &self.uri,
+                protocol,
+                &self.headers,
+                &policy,
+            )
+            .map(Accepted::from),
+            None => handshake::negotiate(&self.method, self.version, &self.headers, &policy)
+                .map(Accepted::from),
+        };
+        let Accepted { response, agreed } = match accepted {
+            Ok(accepted) => accepted,
             Err(reject) => return reject.response(),
         };
-        let mut response: Response = accept.response();
+        let mut response: Response = response.map(Body::new);
         if let Some(protocol) = &self.protocol {
             response
                 .headers_mut()
                 .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
         }
-        let agreed = Accepted::from(accept).agreed;
         let pending = PendingUpgrade::new(self.on_upgrade, agreed, &self.config);
         let (config, protocol, on_failed_upgrade) =
             (self.config, self.protocol, self.on_failed_upgrade);
@@ -330,7 +348,9 @@ where
             requested,
             method: parts.method.clone(),
             version: parts.version,
+            uri: parts.uri.clone(),
             headers: parts.headers.clone(),
+            connect_protocol: connect_protocol(&parts.extensions).map(str::to_owned),
             on_upgrade,
             on_failed_upgrade: DefaultOnFailedUpgrade,
         })
@@ -342,16 +362,28 @@ where
 /// chooses are applied by `on_upgrade`), naming the failure as axum does.
 fn check(parts: &Parts) -> Result<(), WebSocketUpgradeRejection> {
     if parts.version >= Version::HTTP_2 {
-        // RFC 8441 §4: over HTTP/2 a WebSocket is an extended CONNECT. Until
-        // tower-ws's handshake accepts those, such requests are refused here.
+        // RFC 8441 §4: over HTTP/2 a WebSocket is an extended CONNECT with
+        // `:protocol = websocket`, under the same rules as WebSocketService.
         if parts.method != Method::CONNECT {
             return Err(MethodNotConnect.into());
         }
-        return Err(InvalidHandshake::from(Reject::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "WebSockets over HTTP/2 (RFC 8441) are not supported yet: connect over HTTP/1.1",
-        ))
-        .into());
+        let protocol = connect_protocol(&parts.extensions)
+            .filter(|p| p.eq_ignore_ascii_case("websocket"))
+            .ok_or(InvalidProtocolPseudoheader)?;
+        return match handshake::negotiate_extended_connect(
+            &parts.method,
+            parts.version,
+            &parts.uri,
+            protocol,
+            &parts.headers,
+            &Policy::default(),
+        ) {
+            Ok(_) => Ok(()),
+            Err(reject) if reject.status == StatusCode::UPGRADE_REQUIRED => {
+                Err(InvalidWebSocketVersionHeader.into())
+            }
+            Err(reject) => Err(InvalidHandshake::from(reject).into()),
+        };
     }
     if !handshake::is_upgrade_attempt(&parts.headers) {
         return Err(InvalidUpgradeHeader.into());

@@ -1,19 +1,12 @@
 //! The `/echo` route over HTTP/2: an extended CONNECT (RFC 8441 §4) from
 //! hyper's HTTP/2 client, then WebSocket frames over the stream.
-//!
-//! axum answers it today. tower-ws refuses it with 501 until its handshake
-//! speaks HTTP/2 (the `h2-tls-serve` branch): when that is merged and
-//! `tower_ws::axum::WebSocketUpgrade` accepts extended CONNECT, set
-//! `TOWER_WS_SPEAKS_H2` to `true` so both builds must pass the full echo.
+//! Both builds answer it: axum's and `tower_ws::axum`'s `WebSocketUpgrade`.
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::Role;
-
-/// Whether the `tower_ws::axum` build answers HTTP/2 extended CONNECT.
-const TOWER_WS_SPEAKS_H2: bool = false;
 
 #[tokio::test]
 async fn echo_route_over_http2_extended_connect() {
@@ -36,10 +29,6 @@ async fn echo_route_over_http2_extended_connect() {
         .unwrap();
     let mut response = send_request.send_request(request).await.unwrap();
 
-    if !cfg!(feature = "upstream") && !TOWER_WS_SPEAKS_H2 {
-        assert_eq!(response.status(), 501);
-        return;
-    }
     assert_eq!(response.status(), 200);
     let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
     let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
