@@ -57,6 +57,7 @@ pub(crate) enum Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProtocolError {
     UnmaskedFrame,
+    MaskedFrame,
     ReservedBits,
     ReservedOpcode(u8),
     FragmentedControl,
@@ -212,6 +213,7 @@ impl fmt::Display for Error {
                 f.write_str("WebSocket protocol error: ")?;
                 match p {
                     P::UnmaskedFrame => f.write_str("client sent an unmasked frame (RFC 6455 §5.1)"),
+                    P::MaskedFrame => f.write_str("server sent a masked frame (RFC 6455 §5.1)"),
                     P::ReservedBits => f.write_str(
                         "a frame set an RSV bit that no negotiated extension defines (RFC 6455 §5.2)",
                     ),
