@@ -279,3 +279,54 @@ mod rfc6455_7_client_closing {
         assert!(conn.is_closed());
     }
 }
+
+// ---------------------------------------------------------------------------
+// RFC 7692 from the client's side
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "deflate")]
+mod rfc7692_client {
+    use super::*;
+    use crate::extensions::deflate::{DeflateOffer, PerMessageDeflate, negotiate_response};
+    use crate::extensions::parse_extensions;
+
+    fn deflate_client(response: &str) -> Connection {
+        let offer = DeflateOffer::default().threshold(0);
+        let r = parse_extensions([response]).unwrap().remove(0);
+        let (_, params) = negotiate_response(std::slice::from_ref(&offer), &r).unwrap();
+        let ext = PerMessageDeflate::client(params, &offer);
+        Connection::new(
+            Role::Client(MaskKeys::new(fixed_key)),
+            &Config::default(),
+            Some(Box::new(ext)),
+        )
+    }
+
+    #[test]
+    fn rfc_7_2_3_1_and_7_2_3_2_server_hello_literals_inflate() {
+        let mut conn = deflate_client("permessage-deflate");
+        let (msgs, _) = messages(
+            &mut conn,
+            b"\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00\xc1\x05\xf2\x00\x11\x00\x00",
+        );
+        assert_eq!(msgs, vec![Message::text("Hello"), Message::text("Hello")]);
+    }
+
+    #[test]
+    fn sends_rfc_7_2_3_1_hello_compressed_and_masked() {
+        let mut conn = deflate_client("permessage-deflate; client_no_context_takeover");
+        let wire = sent(&mut conn, Message::text("Hello"));
+        // RFC 7692 §7.2.3.1's compressed "Hello", RSV1 set, masked.
+        assert_eq!(
+            wire,
+            masked(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])
+        );
+    }
+
+    #[test]
+    fn rsv1_on_a_continuation_from_the_server_fails() {
+        let mut conn = deflate_client("permessage-deflate");
+        let (events, _) = receive(&mut conn, b"\x41\x01a\xc0\x01b");
+        assert!(events[0].as_ref().unwrap_err().is_protocol());
+    }
+}
