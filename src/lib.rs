@@ -71,6 +71,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod error;
 pub mod extensions;

@@ -5,6 +5,7 @@
 //! broken upgrade attempt ([`Reject`], answered with the status RFC 6455
 //! names). No I/O happens here, so every rule is a unit test.
 
+pub mod client;
 mod headers;
 mod key;
 
