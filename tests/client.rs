@@ -225,7 +225,8 @@ async fn scripted(respond: impl Fn(&str) -> Vec<u8> + Send + 'static) -> SocketA
                 .lines()
                 .find_map(|l| {
                     let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("sec-websocket-key").then(|| value.trim())
+                    name.eq_ignore_ascii_case("sec-websocket-key")
+                        .then(|| value.trim())
                 })
                 .unwrap_or("");
             let accept = accept_key(key.as_bytes());
