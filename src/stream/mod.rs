@@ -421,6 +421,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => {
                     self.shutdown = true;
+                    // After both close frames, a transport that fails (an
+                    // HTTP/2 stream the peer already reset) loses nothing.
+                    if self.conn.close_received() && self.conn.close_sent() {
+                        return Poll::Ready(Ok(()));
+                    }
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {
