@@ -7,7 +7,7 @@
 const WebSocket = require('ws');
 
 const args = process.argv.slice(2);
-const base = args[0];
+const base = args.find((a) => a.startsWith('ws://'));
 const agentAt = args.indexOf('--agent');
 const agent = agentAt >= 0 ? args[agentAt + 1] : 'ws';
 const options = {
