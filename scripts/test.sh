@@ -4,9 +4,11 @@
 #   1. formatting, clippy (-D warnings) and rustdoc (-D warnings),
 #   2. the Rust tests (unit, integration over real TCP, doc tests) and the
 #      core without default features,
-#   3. interop with real clients we do not write: Python `websockets`,
-#      Node `ws`, headless Chromium,
-#   4. the Autobahn|Testsuite cases against the echo example,
+#   3. interop with real peers we do not write: Python `websockets` and Node
+#      `ws` clients and servers (our client against theirs), Node's http2
+#      server (WebSockets over HTTP/2), headless Chromium,
+#   4. the Autobahn|Testsuite cases against the echo example, and the client
+#      cases against examples/autobahn_client.rs (our fuzzing server),
 #   5. a short, bounded fuzzing run of every cargo-fuzz target,
 #   6. a build of the benchmarks (they are run by bench/run.sh, not here).
 # Each step prints a banner; the first failure stops the run.
@@ -49,6 +51,9 @@ node --test tests/browser/*.test.mjs
 
 step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
 bash tests/autobahn/run.sh --spawn target/release/examples/echo
+
+step "Autobahn|Testsuite client cases (fuzzingserver) against examples/autobahn_client.rs"
+bash tests/autobahn/run_client.sh
 
 step "fuzzing: every target for ${FUZZ_SECONDS:-30} s (cargo-fuzz, seeds in fuzz/corpus)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
