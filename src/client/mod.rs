@@ -38,7 +38,7 @@
 //! `Upgrade: websocket`, `Connection: upgrade`, the `Sec-WebSocket-Accept`
 //! derived from the key sent, a subprotocol that was offered, extensions that
 //! were offered with parameters that were offered and are in range (RFC 7692
-//! §7.1). Anything else fails with an [`Error`](crate::Error) whose
+//! §7.1). Anything else fails with a [`crate::Error`] whose
 //! [`handshake_error`](crate::Error::handshake_error) names the rule. Bytes
 //! the server sends right behind its response are kept.
 //!

@@ -321,20 +321,9 @@ impl ClientHandshake {
         let extensions = crate::extensions::parse_extensions(lines)
             .map_err(|_| HandshakeError::UnofferedExtension)?;
         #[cfg(feature = "deflate")]
-        let mut deflate = None;
-        for ext in &extensions {
-            #[cfg(feature = "deflate")]
-            if ext.name == deflate::PERMESSAGE_DEFLATE && !self.deflate.is_empty() {
-                if deflate.is_some() {
-                    return Err(HandshakeError::UnofferedExtension);
-                }
-                deflate = Some(
-                    deflate::negotiate_response(&self.deflate, ext)
-                        .map_err(HandshakeError::InvalidDeflateResponse)?,
-                );
-                continue;
-            }
-            let _ = ext;
+        let deflate = self.deflate_response(&extensions)?;
+        #[cfg(not(feature = "deflate"))]
+        if !extensions.is_empty() {
             return Err(HandshakeError::UnofferedExtension);
         }
         Ok(Agreed {
@@ -342,6 +331,31 @@ impl ClientHandshake {
             #[cfg(feature = "deflate")]
             deflate,
         })
+    }
+}
+
+impl ClientHandshake {
+    /// The accepted permessage-deflate offer: every extension in the
+    /// response must be permessage-deflate, offered, and named once.
+    #[cfg(feature = "deflate")]
+    fn deflate_response(
+        &self,
+        extensions: &[crate::extensions::ExtensionOffer],
+    ) -> Result<Option<(usize, DeflateParams)>, HandshakeError> {
+        let mut agreed = None;
+        for ext in extensions {
+            if ext.name != deflate::PERMESSAGE_DEFLATE
+                || self.deflate.is_empty()
+                || agreed.is_some()
+            {
+                return Err(HandshakeError::UnofferedExtension);
+            }
+            agreed = Some(
+                deflate::negotiate_response(&self.deflate, ext)
+                    .map_err(HandshakeError::InvalidDeflateResponse)?,
+            );
+        }
+        Ok(agreed)
     }
 }
 

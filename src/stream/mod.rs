@@ -100,8 +100,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     /// asks: it sends its close frame and waits (up to the close timeout)
     /// for the server to close the transport first.
     ///
-    /// [`tower_ws::client`](crate::client) does this for you (feature
-    /// `client`); use it directly after a handshake of your own.
+    /// `tower_ws::client` does this for you (feature `client`); use it
+    /// directly after a handshake of your own.
     pub fn from_raw_with_role(
         io: IO,
         role: Role,
