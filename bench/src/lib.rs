@@ -82,6 +82,16 @@ pub fn unmask(buf: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// utime + stime of a process (all its threads) in clock ticks (USER_HZ, 100
+/// per second on every Linux ABI), from /proc.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 /// Find a header's value in a raw HTTP head (case-insensitive name).
 pub fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
     head.split(|&b| b == b'\n').find_map(|line| {

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Empty;
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,13 +23,19 @@ where
     // The connection task ends when the upgrade takes over the transport, or
     // when the sender is dropped (a refused handshake).
     tokio::spawn(conn.with_upgrades());
-    let mut res = sender
+    let res = sender
         .send_request(req.map(|()| Empty::<Bytes>::new()))
         .await
         .map_err(http_error)?;
+    Ok(head_and_upgrade(res))
+}
+
+/// The response head, and the upgrade it may grant (HTTP/1.1 101 or an
+/// HTTP/2 CONNECT's 2xx): the body is not read.
+pub(super) fn head_and_upgrade(mut res: Response<Incoming>) -> (Response<()>, OnUpgrade) {
     let on_upgrade = hyper::upgrade::on(&mut res);
     let (parts, _body) = res.into_parts();
-    Ok((Response::from_parts(parts, ()), on_upgrade))
+    (Response::from_parts(parts, ()), on_upgrade)
 }
 
 /// An error of hyper's, for a handshake that broke off at the HTTP level.

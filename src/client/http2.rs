@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use super::http1::http_error;
+use super::http1::{head_and_upgrade, http_error};
 use super::target::Target;
 use crate::error::Error;
 
@@ -92,13 +92,11 @@ pub(super) async fn send(
     req: Request<()>,
 ) -> Result<(Response<()>, OnUpgrade), Error> {
     sender.ready().await.map_err(http_error)?;
-    let mut res = sender
+    let res = sender
         .send_request(req.map(|()| Empty::<Bytes>::new()))
         .await
         .map_err(http_error)?;
-    let on_upgrade = hyper::upgrade::on(&mut res);
-    let (parts, _body) = res.into_parts();
-    Ok((Response::from_parts(parts, ()), on_upgrade))
+    Ok(head_and_upgrade(res))
 }
 
 /// The largest first SETTINGS frame looked at: the default maximum frame

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tower_ws_bench::payload;
+use tower_ws_bench::{cpu_ticks, payload};
 
 struct Args {
     client: String,
@@ -321,12 +321,4 @@ async fn drive(
         }
     }
     Ok(())
-}
-
-/// utime + stime of a process in clock ticks (USER_HZ = 100).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }

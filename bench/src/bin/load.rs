@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tower_ws_bench::client::{Check, Conn, Deflate, connect};
+use tower_ws_bench::cpu_ticks;
 use tower_ws_bench::payload::{self, OP_BINARY, OP_PONG, OP_TEXT, client_frame};
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -318,15 +319,6 @@ struct Cpu {
 
 /// Clock ticks per second in /proc (USER_HZ): 100 on every Linux ABI.
 const TICKS_PER_SEC: f64 = 100.0;
-
-/// utime + stime of a process (all its threads) in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
 
 fn report(args: &Args, stats: &Stats, negotiated: bool, cpu: Cpu) {
     let msgs = stats.msgs.get();

@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 
+use super::tests::{drain, masked_with};
 use super::*;
 use crate::proto::mask::apply_mask_reference;
 
@@ -42,39 +43,9 @@ fn client_with(config: Config) -> Connection {
     Connection::new(Role::Client(MaskKeys::new(fixed_key)), &config, None)
 }
 
-/// A client frame as it must appear on the wire: `b0`, the mask bit and a
-/// minimal length, `key`, the masked payload.
-fn masked_with(b0: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![b0];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&key);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask_reference(&mut out[start..], key, 0);
-    out
-}
-
+/// A client frame as it must appear on the wire, masked with [`KEY`].
 fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
     masked_with(b0, payload, KEY)
-}
-
-fn drain(out: &mut WriteBuf) -> Vec<u8> {
-    let mut v = Vec::new();
-    while out.has_remaining() {
-        let n = out.chunk().len();
-        v.extend_from_slice(out.chunk());
-        out.advance(n);
-    }
-    v
 }
 
 fn sent(conn: &mut Connection, msg: Message) -> Vec<u8> {

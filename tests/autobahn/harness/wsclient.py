@@ -76,6 +76,20 @@ def parse_extensions(header):
     return res
 
 
+def parse_headers(lines):
+    """HTTP header lines -> {lower-case name: value}; repeated names are
+    joined with ", " (RFC 9110 sec. 5.3)."""
+    headers = {}
+    for ln in lines:
+        if ":" not in ln:
+            continue
+        k, v = ln.split(":", 1)
+        k = k.strip().lower()
+        v = v.strip()
+        headers[k] = headers[k] + ", " + v if k in headers else v
+    return headers
+
+
 class TrafficStats(object):
     def __init__(self):
         self.outgoingOctetsWireLevel = 0
@@ -361,14 +375,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
         if status[1] != "101":
             self._handshake_failed("HTTP status %s (expected 101)" % " ".join(status[1:]))
             return False
-        headers = {}
-        for ln in lines[1:]:
-            if ":" not in ln:
-                continue
-            k, v = ln.split(":", 1)
-            k = k.strip().lower()
-            v = v.strip()
-            headers[k] = headers[k] + ", " + v if k in headers else v
+        headers = parse_headers(lines[1:])
         self.agent = headers.get("server")
         if headers.get("upgrade", "").lower() != "websocket":
             self._handshake_failed("missing/invalid Upgrade header: %r" % headers.get("upgrade"))

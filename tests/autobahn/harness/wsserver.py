@@ -21,7 +21,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pmce
-from wsclient import USER_AGENT, WS_GUID, FuzzingClientProtocol, parse_extensions
+from wsclient import USER_AGENT, WS_GUID, FuzzingClientProtocol, parse_extensions, parse_headers
 
 
 class _ServerFactory(object):
@@ -62,14 +62,7 @@ class FuzzingServerProtocol(FuzzingClientProtocol):
         parts = lines[0].split(" ")
         if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
             return self._refuse("400 Bad Request", "bad request line %r" % lines[0])
-        headers = {}
-        for ln in lines[1:]:
-            if ":" not in ln:
-                continue
-            k, v = ln.split(":", 1)
-            k = k.strip().lower()
-            v = v.strip()
-            headers[k] = headers[k] + ", " + v if k in headers else v
+        headers = parse_headers(lines[1:])
         self.agent = headers.get("user-agent")
         if "websocket" not in [t.strip().lower() for t in headers.get("upgrade", "").split(",")]:
             return self._refuse("400 Bad Request", "missing/invalid Upgrade header")
