@@ -264,13 +264,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        self._set_transport(transport)
         self._key = base64.b64encode(os.urandom(16))
         hostport = self.host if self.port == 80 else "%s:%d" % (self.host, self.port)
         lines = ["GET %s HTTP/1.1" % self.resource,
@@ -289,6 +283,17 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
         self.http_request_data = req.decode("ascii")
         self._write(req)
         self._open_timer = self._call_later(self.openHandshakeTimeout, self._on_open_timeout)
+
+    def _set_transport(self, transport):
+        """Keeps the transport and turns Nagle off (Autobahn's tcpNoDelay):
+        a frame is often two writes, header and payload."""
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
 
     def _on_open_timeout(self):
         if self.state == self.STATE_CONNECTING:

@@ -41,7 +41,7 @@ class FuzzingServerProtocol(FuzzingClientProtocol):
         self.caseId = None
 
     def connection_made(self, transport):
-        self.transport = transport
+        self._set_transport(transport)
         self._open_timer = self._call_later(self.openHandshakeTimeout, self._on_open_timeout)
 
     def _refuse(self, status, reason):
