@@ -67,6 +67,11 @@ impl Pki {
 
     /// A TLS acceptor presenting the certificate, with these ALPN protocols.
     pub fn acceptor(&self, alpn: &[&[u8]]) -> TlsAcceptor {
+        TlsAcceptor::from(self.server_config(alpn))
+    }
+
+    /// The rustls server configuration presenting the certificate.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -78,7 +83,7 @@ impl Pki {
             )
             .unwrap();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        TlsAcceptor::from(Arc::new(config))
+        Arc::new(config)
     }
 }
 
