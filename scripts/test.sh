@@ -53,7 +53,9 @@ step "Autobahn|Testsuite fuzzingclient cases against examples/echo.rs"
 bash tests/autobahn/run.sh --spawn target/release/examples/echo
 
 step "Autobahn|Testsuite client cases (fuzzingserver) against examples/autobahn_client.rs"
-bash tests/autobahn/run_client.sh
+# ~6 min of CPU; AUTOBAHN_CLIENT_EXCLUDE='12.2.*,12.3.*,12.4.*,12.5.*' skips the
+# payload variations of 12.1 (60 % of it) when the CI budget is tight.
+bash tests/autobahn/run_client.sh ${AUTOBAHN_CLIENT_EXCLUDE:+--exclude "$AUTOBAHN_CLIENT_EXCLUDE"}
 
 step "fuzzing: every target for ${FUZZ_SECONDS:-30} s (cargo-fuzz, seeds in fuzz/corpus)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
