@@ -7,6 +7,10 @@ message of every case, then ask for the reports.
 
 import argparse
 import asyncio
+import os
+
+# 9.3.1/9.4.1 send messages of 65536 fragments; websockets caps them at 4096 by default
+os.environ.setdefault("WEBSOCKETS_MAX_FRAGMENTS", str(1 << 20))
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException

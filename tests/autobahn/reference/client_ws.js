@@ -13,6 +13,8 @@ const agent = agentAt >= 0 ? args[agentAt + 1] : 'ws';
 const options = {
   perMessageDeflate: true,
   maxPayload: 64 * 1024 * 1024,
+  // 9.3.1/9.4.1 send 65536 fragments; ws limits fragments to 16384 by default
+  maxFragments: 0,
   // The negative control of the harness self-test: a client that does not
   // check UTF-8 must fail the cases that expect close code 1007.
   skipUTF8Validation: args.includes('--skip-utf8-validation'),
