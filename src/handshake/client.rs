@@ -37,9 +37,6 @@ pub enum HandshakeError {
     UnofferedExtension,
     /// The permessage-deflate response breaks RFC 7692 (the rule is named).
     InvalidDeflateResponse(&'static str),
-    /// The HTTP/2 server did not enable extended CONNECT
-    /// (`SETTINGS_ENABLE_CONNECT_PROTOCOL`), so it cannot carry WebSockets.
-    ExtendedConnectDisabled,
 }
 
 impl fmt::Display for HandshakeError {
@@ -68,9 +65,6 @@ impl fmt::Display for HandshakeError {
             HandshakeError::InvalidDeflateResponse(rule) => {
                 write!(f, "invalid permessage-deflate response: {rule}")
             }
-            HandshakeError::ExtendedConnectDisabled => f.write_str(
-                "the HTTP/2 server does not support WebSockets: it did not send SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3)",
-            ),
         }
     }
 }
