@@ -286,7 +286,11 @@ async fn a_200_instead_of_101_is_a_handshake_error_naming_the_status() {
         err.handshake_error(),
         Some(HandshakeError::Status(http::StatusCode::OK))
     );
-    assert!(err.to_string().contains("200 OK instead of 101"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("answered 200 OK instead of accepting"),
+        "{err}"
+    );
     assert!(took < Duration::from_millis(400), "no waiting: {took:?}");
 }
 

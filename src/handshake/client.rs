@@ -19,8 +19,8 @@ use crate::extensions::deflate::{self, DeflateOffer, DeflateParams};
 #[non_exhaustive]
 pub enum HandshakeError {
     /// The status is not `101 Switching Protocols` (HTTP/1.1) or 2xx
-    /// (HTTP/2): the server refused the handshake or is no WebSocket
-    /// endpoint.
+    /// (HTTP/2, RFC 8441 §5): the server refused the handshake or is no
+    /// WebSocket endpoint.
     Status(StatusCode),
     /// The `Upgrade` header does not name `websocket`.
     MissingUpgrade,
@@ -44,8 +44,9 @@ impl fmt::Display for HandshakeError {
         match self {
             HandshakeError::Status(status) => write!(
                 f,
-                "the server answered {status} instead of 101 Switching Protocols (RFC 6455 §4.1): \
-                 it refused the WebSocket handshake or this URL is no WebSocket endpoint"
+                "the server answered {status} instead of accepting the WebSocket \
+                 (101 Switching Protocols, or 2xx over HTTP/2; RFC 6455 §4.1, RFC 8441 §5): \
+                 it refused the handshake or this URL is no WebSocket endpoint"
             ),
             HandshakeError::MissingUpgrade => f.write_str(
                 "the response's Upgrade header is not \"websocket\" (RFC 6455 §4.1)",

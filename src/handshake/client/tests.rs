@@ -121,7 +121,7 @@ fn section_4_1_rule_1_status_must_be_101() {
             .validate_http1(status, &headers(&valid()))
             .unwrap_err();
         assert_eq!(err, HandshakeError::Status(status));
-        assert!(err.to_string().contains("instead of 101"), "{err}");
+        assert!(err.to_string().contains("instead of accepting"), "{err}");
     }
 }
 
