@@ -1,8 +1,9 @@
 //! Micro benchmarks of the sans-I/O engine: `cargo bench --bench micro`.
 //!
 //! Unmasking against the byte-at-a-time definition, frame header parse and
-//! encode, UTF-8 validation of large text, permessage-deflate both ways, and
-//! a whole message round trip through the engine.
+//! encode, UTF-8 validation of large text, permessage-deflate both ways, a
+//! whole message round trip through the engine, and the client's masking
+//! cost (a key per frame, a masked copy per message).
 
 use std::hint::black_box;
 
@@ -156,5 +157,45 @@ fn deflate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, unmasking, utf8, round_trip, deflate);
+/// The client's side: a masking key from the thread-local CSPRNG, and one
+/// echo through a client engine (parse an unmasked frame, encode the reply
+/// masked with a fresh key: the one masked copy).
+fn client(c: &mut Criterion) {
+    let mut g = c.benchmark_group("client");
+    let keys = tower_ws::client::mask_keys();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("mask_key", |b| b.iter(|| black_box(keys.next_key())));
+    for size in [20usize, 1024, 64 << 10] {
+        let mut frame = vec![0x82u8];
+        match size {
+            n if n < 126 => frame.push(n as u8),
+            n if n <= 0xffff => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend(std::iter::repeat_n(7u8, size));
+        let mut conn = Connection::new(Role::Client(keys), &Config::default(), None);
+        let mut out = WriteBuf::new();
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("round_trip/{size}"), |b| {
+            b.iter(|| {
+                let buf = conn.read_buf();
+                buf.reserve(frame.len());
+                buf.extend_from_slice(&frame);
+                let msg = conn.poll_event(&mut out).unwrap().unwrap();
+                conn.send(msg, &mut out).unwrap();
+                let n = out.remaining();
+                out.advance(n);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, unmasking, utf8, round_trip, deflate, client);
 criterion_main!(benches);

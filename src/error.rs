@@ -51,12 +51,29 @@ pub(crate) enum Kind {
     InvalidMessage(&'static str),
     /// The close handshake did not complete within the close timeout.
     CloseTimeout,
+    /// The client's opening handshake broke a rule (RFC 6455 §4.1).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    Handshake(crate::handshake::client::HandshakeError),
+    /// The client's HTTP exchange failed before a response was complete
+    /// (the source says why).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    HandshakeHttp,
+    /// The client's TLS handshake failed (the source says why).
+    #[cfg_attr(not(all(feature = "client", feature = "tls")), allow(dead_code))]
+    Tls,
+    /// Connecting or the opening handshake took longer than its timeout.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    Timeout(&'static str),
+    /// The client cannot connect to this URL or send this request.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    InvalidRequest(&'static str),
 }
 
 /// A violation of RFC 6455 by the peer, each closing with 1002.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProtocolError {
     UnmaskedFrame,
+    MaskedFrame,
     ReservedBits,
     ReservedOpcode(u8),
     FragmentedControl,
@@ -166,9 +183,48 @@ impl Error {
         matches!(self.inner.kind, Kind::InvalidMessage(_))
     }
 
-    /// The peer did not answer our close frame within the close timeout.
+    /// The peer did not answer our close frame within the close timeout,
+    /// or (client) connecting or the opening handshake timed out.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, Kind::CloseTimeout)
+        matches!(self.inner.kind, Kind::CloseTimeout | Kind::Timeout(_))
+    }
+
+    /// The client's opening handshake failed: the server refused it,
+    /// answered with a response that breaks RFC 6455 §4.1 (see
+    /// [`handshake_error`](Error::handshake_error)), or the HTTP exchange
+    /// broke off.
+    pub fn is_handshake(&self) -> bool {
+        matches!(self.inner.kind, Kind::Handshake(_) | Kind::HandshakeHttp)
+    }
+
+    /// The rule of the opening handshake the server's response broke, if
+    /// that is what went wrong.
+    ///
+    /// ```
+    /// # use tower_ws::handshake::client::HandshakeError;
+    /// # fn check(err: tower_ws::Error) {
+    /// if let Some(HandshakeError::Status(status)) = err.handshake_error() {
+    ///     eprintln!("the server answered {status}: is this a WebSocket URL?");
+    /// }
+    /// # }
+    /// ```
+    pub fn handshake_error(&self) -> Option<crate::handshake::client::HandshakeError> {
+        match self.inner.kind {
+            Kind::Handshake(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The client's TLS handshake failed (unknown certificate authority,
+    /// wrong server name, ...).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner.kind, Kind::Tls)
+    }
+
+    /// The client was given a URL or request it cannot use (not `ws://` or
+    /// `wss://`, no host, `wss://` without the `tls` feature, ...).
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidRequest(_))
     }
 
     /// The close code this error sent (or would send) to the peer, if it
@@ -212,6 +268,7 @@ impl fmt::Display for Error {
                 f.write_str("WebSocket protocol error: ")?;
                 match p {
                     P::UnmaskedFrame => f.write_str("client sent an unmasked frame (RFC 6455 §5.1)"),
+                    P::MaskedFrame => f.write_str("server sent a masked frame (RFC 6455 §5.1)"),
                     P::ReservedBits => f.write_str(
                         "a frame set an RSV bit that no negotiated extension defines (RFC 6455 §5.2)",
                     ),
@@ -274,6 +331,17 @@ impl fmt::Display for Error {
             Kind::CloseTimeout => {
                 f.write_str("the peer did not answer the close frame within the close timeout")
             }
+            Kind::Handshake(e) => write!(f, "WebSocket handshake failed: {e}"),
+            Kind::HandshakeHttp => match &self.inner.source {
+                Some(source) => write!(f, "WebSocket handshake failed at the HTTP level: {source}"),
+                None => f.write_str("WebSocket handshake failed at the HTTP level"),
+            },
+            Kind::Tls => match &self.inner.source {
+                Some(source) => write!(f, "TLS handshake failed: {source}"),
+                None => f.write_str("TLS handshake failed"),
+            },
+            Kind::Timeout(what) => f.write_str(what),
+            Kind::InvalidRequest(what) => write!(f, "cannot open this WebSocket: {what}"),
         }
     }
 }

@@ -75,6 +75,8 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod backplane;
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod error;
 pub mod extensions;

@@ -163,6 +163,106 @@ fn websocket_echo_over_tcp_allocates_nothing_per_message() {
     );
 }
 
+/// An unmasked server frame.
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    if payload.len() < 126 {
+        f.push(payload.len() as u8);
+    } else {
+        f.push(126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn client_engine_echo_allocates_nothing_per_message() {
+    // Masking writes into the reused write buffer: no allocation either,
+    // and drawing keys from the thread-local CSPRNG allocates nothing.
+    let keys = tower_ws::client::mask_keys();
+    for size in [20usize, 1024, 4000, 60_000] {
+        let frame = server_frame(0x2, &vec![7u8; size]);
+        let mut conn = Connection::new(Role::Client(keys), &Config::default(), None);
+        let mut out = WriteBuf::new();
+        let echo_one = |conn: &mut Connection, out: &mut WriteBuf| {
+            let buf = conn.read_buf();
+            buf.reserve(64 << 10);
+            buf.extend_from_slice(&frame);
+            let msg = conn.poll_event(out).unwrap().unwrap();
+            assert_eq!(msg.len(), size);
+            conn.send(msg, out).unwrap();
+            let n = out.remaining();
+            out.advance(n);
+        };
+        for _ in 0..100 {
+            echo_one(&mut conn, &mut out);
+        }
+        let ((), allocations) = count(|| {
+            for _ in 0..10_000 {
+                echo_one(&mut conn, &mut out);
+            }
+        });
+        assert_eq!(
+            allocations, 0,
+            "client, {size}-byte messages: {allocations} allocations in 10,000 echoes"
+        );
+    }
+}
+
+#[test]
+fn client_websocket_over_tcp_allocates_nothing_per_message() {
+    use futures_util::{SinkExt, StreamExt};
+
+    const WARMUP: usize = 500;
+    const MEASURED: usize = 5_000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A plain echo peer on a thread: reads masked client frames, answers
+    // with unmasked ones.
+    let peer = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut frame = [0u8; 26];
+        for _ in 0..WARMUP + MEASURED {
+            tcp.read_exact(&mut frame).unwrap();
+            assert_eq!(&frame[..2], &[0x82, 0x80 | 20], "a masked binary frame");
+            let key = [frame[2], frame[3], frame[4], frame[5]];
+            let mut reply = vec![0x82, 20];
+            reply.extend(frame[6..].iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+            tcp.write_all(&reply).unwrap();
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let allocations = runtime.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let role = Role::Client(tower_ws::client::mask_keys());
+        let mut ws = WebSocket::from_raw_with_role(tcp, role, &Config::default(), None);
+        let payload = bytes::Bytes::from_static(&[42u8; 20]);
+        let mut baseline = 0;
+        for i in 0..WARMUP + MEASURED {
+            if i == WARMUP {
+                COUNTED.with(|c| c.set(true));
+                baseline = allocations();
+            }
+            ws.send(Message::Binary(payload.clone())).await.unwrap();
+            let reply = ws.next().await.unwrap().unwrap();
+            assert_eq!(reply.len(), 20);
+        }
+        COUNTED.with(|c| c.set(false));
+        allocations() - baseline
+    });
+    peer.join().unwrap();
+    assert_eq!(
+        allocations, 0,
+        "client: {allocations} allocations in {MEASURED} echoes over TCP"
+    );
+}
+
 #[test]
 fn the_counter_sees_allocations() {
     let (v, allocations) = count(|| vec![1u8; 100]);

@@ -220,3 +220,35 @@ async fn callbacks_example_broadcasts_every_message() {
         }
     }
 }
+
+#[tokio::test]
+async fn client_example_talks_to_a_server_example() {
+    let example = start("callbacks").await;
+    let path = example_path("client");
+    let mut client = Command::new(&path)
+        .arg(format!("ws://{}/", example.addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (cargo build --examples): {e}",
+                path.display()
+            )
+        });
+    let mut stdin = client.stdin.take().unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut next = async || timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+    let connected = next().await.unwrap();
+    assert!(
+        connected.starts_with("connected 101 permessage-deflate"),
+        "{connected}"
+    );
+    // The callbacks example broadcasts to every client, the sender included.
+    stdin.write_all(b"text hello\n").await.unwrap();
+    assert_eq!(next().await.unwrap(), "text 5 a430d84680aabd0b");
+    drop(stdin);
+    assert_eq!(next().await.unwrap(), "close 1000 ");
+    assert_eq!(next().await.unwrap(), "end");
+}

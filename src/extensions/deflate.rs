@@ -28,6 +28,10 @@ use zlib_rs::{
     DeflateConfig as ZDeflateConfig, DeflateFlush, InflateFlush, Method, Status, Strategy,
 };
 
+mod client;
+
+pub use client::{DeflateOffer, negotiate_response};
+
 use super::{Extension, ExtensionOffer};
 use crate::error::{CapacityError, Error, PayloadError};
 use crate::proto::frame::RSV1;
@@ -160,7 +164,7 @@ impl DeflateConfig {
     }
 }
 
-/// The parameters agreed with one client (RFC 7692 §7.1).
+/// The parameters agreed between client and server (RFC 7692 §7.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeflateParams {
     /// The server resets its compressor after each message.
@@ -350,6 +354,12 @@ fn accept(offer: &Offer, config: &DeflateConfig) -> Option<(DeflateParams, u8)> 
 /// The permessage-deflate codec of one connection.
 pub struct PerMessageDeflate {
     params: DeflateParams,
+    /// The window our compressor uses (8 to 15).
+    compress_bits: u8,
+    /// The window the peer compresses with (8 to 15).
+    decompress_bits: u8,
+    /// The peer resets its compressor after each message, so ours is not kept.
+    reset_decompressor: bool,
     level: u8,
     mem_level: u8,
     threshold: usize,
@@ -373,10 +383,14 @@ impl fmt::Debug for PerMessageDeflate {
 }
 
 impl PerMessageDeflate {
-    /// A codec for negotiated parameters. zlib state is created on first use.
+    /// A server's codec for negotiated parameters. zlib state is created on
+    /// first use.
     pub fn new(params: DeflateParams, mem_level: u8, config: &DeflateConfig) -> Self {
         PerMessageDeflate {
             params,
+            compress_bits: params.server_max_window_bits,
+            decompress_bits: params.client_max_window_bits,
+            reset_decompressor: params.client_no_context_takeover,
             level: config.level,
             mem_level,
             threshold: config.threshold,
@@ -394,7 +408,7 @@ impl PerMessageDeflate {
     /// The zlib settings of this connection's compressor: level, window
     /// bits, memory level.
     fn compressor_key(&self) -> CompressorKey {
-        let bits = self.params.server_max_window_bits.max(9);
+        let bits = self.compress_bits.max(9);
         // zlib-rs follows zlib-ng, whose fast and medium strategies (levels
         // 1-6) lose most of their ratio on tiny windows: 900 kB of repeated
         // text deflates to 80 kB at 9 bits and level 6, but to 2.7 kB with
@@ -410,7 +424,7 @@ impl PerMessageDeflate {
     }
 
     fn new_decompressor(&self) -> zlib_rs::Inflate {
-        zlib_rs::Inflate::new(false, self.params.client_max_window_bits)
+        zlib_rs::Inflate::new(false, self.decompress_bits)
     }
 }
 
@@ -447,7 +461,7 @@ impl Extension for PerMessageDeflate {
             self.stream_ended = !fin;
             return Ok(());
         }
-        if fin && self.params.client_no_context_takeover {
+        if fin && self.reset_decompressor {
             // The next message starts a fresh stream: hold no state.
             return Ok(());
         }

@@ -10,6 +10,7 @@
 //! [`negotiate_extended_connect`] decides on it ([`ConnectAccept`], answered
 //! `200`), with the same subprotocol, `Origin` and permessage-deflate rules.
 
+pub mod client;
 mod h2;
 mod headers;
 mod key;

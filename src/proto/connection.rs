@@ -1,6 +1,7 @@
 //! The connection state machine: bytes in, messages out (RFC 6455 §5–§7).
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -20,7 +21,68 @@ pub enum Role {
     /// The server: incoming frames must be masked, outgoing frames are not
     /// (RFC 6455 §5.1).
     Server,
+    /// The client: every outgoing frame is masked with a fresh key from the
+    /// given source, and a masked frame from the server fails the connection
+    /// (RFC 6455 §5.1, §5.3).
+    Client(MaskKeys),
 }
+
+impl Role {
+    /// The masking key for the next frame sent: a fresh one for a client,
+    /// none for a server (RFC 6455 §5.1).
+    fn next_mask(self) -> Option<[u8; 4]> {
+        match self {
+            Role::Server => None,
+            Role::Client(keys) => Some(keys.next_key()),
+        }
+    }
+}
+
+/// Where a client's masking keys come from.
+///
+/// RFC 6455 §5.3: "The masking key is a 32-bit value chosen at random by the
+/// client. [...] MUST pick a fresh masking key from the set of allowed
+/// 32-bit values. The masking key needs to be unpredictable." The engine
+/// holds no random number generator (it stays deterministic and testable),
+/// so the key source is passed in: a function called once per frame sent.
+/// `tower_ws::client` passes a thread-local CSPRNG.
+///
+/// ```
+/// use tower_ws::proto::{Connection, MaskKeys, Role};
+///
+/// // A fixed key is for tests only: real clients need unpredictable keys.
+/// let keys = MaskKeys::new(|| [0x37, 0xfa, 0x21, 0x3d]);
+/// let conn = Connection::new(Role::Client(keys), &tower_ws::Config::default(), None);
+/// # let _ = conn;
+/// ```
+#[derive(Clone, Copy)]
+pub struct MaskKeys(fn() -> [u8; 4]);
+
+impl MaskKeys {
+    /// A key source calling `next` for every frame.
+    pub const fn new(next: fn() -> [u8; 4]) -> Self {
+        MaskKeys(next)
+    }
+
+    /// The key for the next frame.
+    pub fn next_key(&self) -> [u8; 4] {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for MaskKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaskKeys(..)")
+    }
+}
+
+impl PartialEq for MaskKeys {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for MaskKeys {}
 
 /// Where the closing handshake stands (RFC 6455 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +236,15 @@ impl Connection {
         self.state == State::Closed
     }
 
+    /// Whether this engine plays the client (and masks what it sends).
+    pub fn is_client(&self) -> bool {
+        matches!(self.role, Role::Client(_))
+    }
+
+    fn mask(&self) -> Option<[u8; 4]> {
+        self.role.next_mask()
+    }
+
     /// Whether a close frame may no longer be sent by the application.
     pub fn close_sent(&self) -> bool {
         self.state != State::Open
@@ -280,17 +351,17 @@ impl Connection {
             Message::Binary(data) => self.send_data(OpCode::Binary, data, out),
             Message::Ping(data) => {
                 check_control_len(&data)?;
-                out.push_frame(true, 0, OpCode::Ping, &data);
+                out.push_frame(true, 0, OpCode::Ping, &data, self.mask());
                 Ok(())
             }
             Message::Pong(data) => {
                 check_control_len(&data)?;
-                out.push_frame(true, 0, OpCode::Pong, &data);
+                out.push_frame(true, 0, OpCode::Pong, &data, self.mask());
                 Ok(())
             }
             Message::Close(frame) => {
                 let payload = close_payload(frame.as_ref())?;
-                out.push_frame(true, 0, OpCode::Close, &payload);
+                out.push_frame(true, 0, OpCode::Close, &payload, self.mask());
                 self.state = State::CloseSent;
                 Ok(())
             }
@@ -304,14 +375,20 @@ impl Connection {
         if self.state != State::Open {
             return Err(Error::closed());
         }
+        if self.is_client() {
+            return Err(Error::invalid_message(
+                "a client masks every frame with a fresh key, so it cannot send a pre-encoded frame (RFC 6455 §5.3)",
+            ));
+        }
         out.push_encoded(frame);
         Ok(())
     }
 
     /// Whether a frame encoded without compression can be shared with this
-    /// connection: true when no extension transforms its messages.
+    /// connection: true for a server when no extension transforms its
+    /// messages (a client masks each frame with its own key).
     pub fn accepts_shared_frames(&self) -> bool {
-        self.extension.is_none()
+        self.extension.is_none() && !self.is_client()
     }
 
     fn send_data(
@@ -327,7 +404,7 @@ impl Connection {
             },
             None => (payload, 0),
         };
-        write_fragmented(opcode, rsv, payload, self.out_frame_size, out);
+        write_fragmented(opcode, rsv, payload, self.out_frame_size, self.role, out);
         Ok(())
     }
 
@@ -338,7 +415,7 @@ impl Connection {
             if let Some(code) = err.close_code() {
                 let frame = CloseFrame::new(code, Utf8Bytes::from_static(err.close_reason()));
                 if let Ok(payload) = close_payload(Some(&frame)) {
-                    out.push_frame(true, 0, OpCode::Close, &payload);
+                    out.push_frame(true, 0, OpCode::Close, &payload, self.mask());
                 }
             }
         }
@@ -400,11 +477,16 @@ impl Connection {
 
     /// The checks a header needs in the context of the connection.
     fn check_header(&mut self, h: &FrameHeader) -> Result<(), Error> {
-        // RFC 6455 §5.1: "The server MUST close the connection upon receiving
-        // a frame that is not masked."
         match self.role {
+            // RFC 6455 §5.1: "The server MUST close the connection upon
+            // receiving a frame that is not masked."
             Role::Server if h.mask.is_none() => {
                 return Err(Error::protocol(ProtocolError::UnmaskedFrame));
+            }
+            // RFC 6455 §5.1: "A client MUST close a connection if it detects
+            // a masked frame."
+            Role::Client(_) if h.mask.is_some() => {
+                return Err(Error::protocol(ProtocolError::MaskedFrame));
             }
             _ => {}
         }
@@ -527,7 +609,7 @@ impl Connection {
                 // RFC 6455 §5.5.2: answer with a pong carrying the same data,
                 // unless we already sent a close frame.
                 if self.state == State::Open {
-                    out.push_frame(true, 0, OpCode::Pong, &payload);
+                    out.push_frame(true, 0, OpCode::Pong, &payload, self.mask());
                 }
                 Ok(Some(Message::Ping(payload)))
             }
@@ -541,7 +623,7 @@ impl Connection {
                         Some(f) => close_payload(Some(&CloseFrame::new(f.code, "")))?,
                         None => Bytes::new(),
                     };
-                    out.push_frame(true, 0, OpCode::Close, &reply);
+                    out.push_frame(true, 0, OpCode::Close, &reply, self.mask());
                 }
                 self.state = State::Closed;
                 self.read = BytesMut::new();
@@ -553,16 +635,18 @@ impl Connection {
     }
 }
 
-/// Splits a data message into frames of at most `frame_size` payload bytes.
+/// Splits a data message into frames of at most `frame_size` payload bytes,
+/// each masked with its own key by a client.
 fn write_fragmented(
     opcode: OpCode,
     rsv: u8,
     payload: Bytes,
     frame_size: usize,
+    role: Role,
     out: &mut WriteBuf,
 ) {
     if payload.len() <= frame_size {
-        out.push_frame(true, rsv, opcode, &payload);
+        out.push_frame(true, rsv, opcode, &payload, role.next_mask());
         return;
     }
     let mut rest = payload;
@@ -574,7 +658,7 @@ fn write_fragmented(
         } else {
             (OpCode::Continuation, 0)
         };
-        out.push_frame(rest.is_empty(), bits, op, &piece);
+        out.push_frame(rest.is_empty(), bits, op, &piece, role.next_mask());
         first = false;
     }
 }
@@ -630,3 +714,6 @@ fn parse_close_payload(mut payload: Bytes) -> Result<Option<CloseFrame>, Error> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod client_tests;

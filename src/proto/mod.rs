@@ -11,6 +11,6 @@ pub mod mask;
 mod utf8;
 mod write_buf;
 
-pub use connection::{Connection, Role};
+pub use connection::{Connection, MaskKeys, Role};
 pub use utf8::{Invalid as InvalidUtf8, Utf8Validator};
 pub use write_buf::WriteBuf;

@@ -6,11 +6,16 @@ use std::io::IoSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use super::mask::apply_mask;
 
 /// Payloads up to this size are copied next to their header, so a burst of
 /// small messages leaves in one contiguous write. Larger payloads are queued
 /// as their own `Bytes` and written with vectored I/O, without a copy.
 const COPY_THRESHOLD: usize = 2048;
+
+/// A coalescing buffer that grew past this (a client masks whole large
+/// messages into it) is freed once written out instead of kept.
+const RETAIN_MAX: usize = 256 << 10;
 
 /// Encoded frames waiting to be written to the transport.
 ///
@@ -47,11 +52,25 @@ impl WriteBuf {
     }
 
     /// Appends one frame: a header built from the arguments, then `payload`.
-    pub(crate) fn push_frame(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &Bytes) {
+    ///
+    /// With a `mask` (a client's frame, RFC 6455 §5.3) the payload cannot be
+    /// shared: it is masked as it is copied into the buffer, its only copy.
+    pub(crate) fn push_frame(
+        &mut self,
+        fin: bool,
+        rsv: u8,
+        opcode: OpCode,
+        payload: &Bytes,
+        mask: Option<[u8; 4]>,
+    ) {
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = FrameHeader::encode(&mut header, fin, rsv, opcode, None, payload.len() as u64);
+        let n = FrameHeader::encode(&mut header, fin, rsv, opcode, mask, payload.len() as u64);
         self.tail.put_slice(&header[..n]);
-        if payload.len() <= COPY_THRESHOLD {
+        if let Some(key) = mask {
+            let start = self.tail.len();
+            self.tail.put_slice(payload);
+            apply_mask(&mut self.tail[start..], key, 0);
+        } else if payload.len() <= COPY_THRESHOLD {
             self.tail.put_slice(payload);
         } else {
             self.seal_tail();
@@ -129,8 +148,13 @@ impl Buf for WriteBuf {
             }
         }
         if self.len == 0 {
-            // Written out: reuse the allocation from its start.
-            self.tail.clear();
+            if self.tail.capacity() > RETAIN_MAX {
+                // A large masked message: do not hold its size forever.
+                self.tail = BytesMut::new();
+            } else {
+                // Written out: reuse the allocation from its start.
+                self.tail.clear();
+            }
         }
     }
 }
@@ -144,9 +168,9 @@ mod tests {
         let mut w = WriteBuf::new();
         let small = Bytes::from_static(b"hi");
         let large = Bytes::from(vec![7u8; COPY_THRESHOLD + 1]);
-        w.push_frame(true, 0, OpCode::Text, &small);
-        w.push_frame(true, 0, OpCode::Binary, &large);
-        w.push_frame(true, 0, OpCode::Pong, &small);
+        w.push_frame(true, 0, OpCode::Text, &small, None);
+        w.push_frame(true, 0, OpCode::Binary, &large, None);
+        w.push_frame(true, 0, OpCode::Pong, &small, None);
         let total = w.len();
         let mut flat = Vec::new();
         while w.has_remaining() {
@@ -167,11 +191,70 @@ mod tests {
     fn vectored_chunks_cover_everything() {
         let mut w = WriteBuf::new();
         let large = Bytes::from(vec![1u8; 5000]);
-        w.push_frame(false, 0, OpCode::Binary, &large);
-        w.push_frame(true, 0, OpCode::Continuation, &large);
+        w.push_frame(false, 0, OpCode::Binary, &large, None);
+        w.push_frame(true, 0, OpCode::Continuation, &large, None);
         let mut slices = [IoSlice::new(&[]); 8];
         let n = w.chunks_vectored(&mut slices);
         let sum: usize = slices[..n].iter().map(|s| s.len()).sum();
         assert_eq!(sum, w.len());
+    }
+
+    fn drain(w: &mut WriteBuf) -> Vec<u8> {
+        let mut flat = Vec::new();
+        while w.has_remaining() {
+            let n = w.chunk().len();
+            flat.extend_from_slice(w.chunk());
+            w.advance(n);
+        }
+        flat
+    }
+
+    #[test]
+    fn masked_frames_are_masked_copies_whatever_their_size() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in [0, 5, COPY_THRESHOLD, COPY_THRESHOLD + 1, 70_000] {
+            let payload = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let mut w = WriteBuf::new();
+            w.push_frame(true, 0, OpCode::Binary, &payload, Some(key));
+            let wire = drain(&mut w);
+            let h = FrameHeader::parse(&wire).unwrap().unwrap();
+            assert_eq!(h.mask, Some(key));
+            assert_eq!(h.payload_len, len as u64);
+            let mut body = wire[h.header_len..].to_vec();
+            crate::proto::mask::apply_mask_reference(&mut body, key, 0);
+            assert_eq!(body, payload, "len {len}");
+        }
+    }
+
+    #[test]
+    fn rfc_6455_section_5_7_masked_hello_is_encoded_exactly() {
+        let mut w = WriteBuf::new();
+        let hello = Bytes::from_static(b"Hello");
+        w.push_frame(
+            true,
+            0,
+            OpCode::Text,
+            &hello,
+            Some([0x37, 0xfa, 0x21, 0x3d]),
+        );
+        assert_eq!(
+            drain(&mut w),
+            [
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
+        );
+    }
+
+    #[test]
+    fn a_large_masked_message_does_not_pin_its_buffer() {
+        let mut w = WriteBuf::new();
+        let big = Bytes::from(vec![0u8; 1 << 20]);
+        w.push_frame(true, 0, OpCode::Binary, &big, Some([1, 2, 3, 4]));
+        drain(&mut w);
+        assert!(w.tail.capacity() <= RETAIN_MAX);
+        let small = Bytes::from(vec![0u8; 1000]);
+        w.push_frame(true, 0, OpCode::Binary, &small, Some([1, 2, 3, 4]));
+        drain(&mut w);
+        assert!(w.tail.capacity() > 0, "a small buffer is kept for reuse");
     }
 }

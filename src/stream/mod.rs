@@ -96,8 +96,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     /// [`WebSocketService`](crate::WebSocketService) calls this for you; use
     /// it directly to serve WebSockets on a transport you upgraded yourself.
     pub fn from_raw(io: IO, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
+        Self::from_raw_with_role(io, Role::Server, config, extension)
+    }
+
+    /// Wraps a transport on which the opening handshake already completed,
+    /// playing `role`. A client masks every frame with keys from its
+    /// [`MaskKeys`](crate::proto::MaskKeys), and closes as RFC 6455 §7.1.1
+    /// asks: it sends its close frame and waits (up to the close timeout)
+    /// for the server to close the transport first.
+    ///
+    /// `tower_ws::client` does this for you (feature `client`); use it
+    /// directly after a handshake of your own.
+    pub fn from_raw_with_role(
+        io: IO,
+        role: Role,
+        config: &Config,
+        extension: Option<Box<dyn Extension>>,
+    ) -> Self {
         WebSocket {
-            inner: Inner::new(io, config, extension),
+            inner: Inner::new(io, role, config, extension),
         }
     }
 
@@ -190,10 +207,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
-    fn new(io: IO, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
+    fn new(io: IO, role: Role, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
         Inner {
             io,
-            conn: Connection::new(Role::Server, config, extension),
+            conn: Connection::new(role, config, extension),
             out: WriteBuf::new(),
             read_buffer_size: config.read_buffer_size,
             read_hint: 0,
@@ -464,57 +481,77 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         }
     }
 
-    /// Closes the transport once the engine is done: flush, shut down our
-    /// side (the server closes TCP first, RFC 6455 §7.1.1), and when we
-    /// failed the connection, drain the peer's input until it closes (or the
-    /// close timeout passes) so our close frame is not lost to a TCP reset.
+    /// Closes the transport once the engine is done: flush, then shut down
+    /// our side. RFC 6455 §7.1.1: the server closes TCP first, so a server
+    /// shuts down at once and, when it failed the connection, drains the
+    /// peer's input until it closes (or the close timeout passes) so its close
+    /// frame is not lost to a TCP reset; a client waits for the server to
+    /// close (up to the close timeout) before shutting down.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let client = self.conn.is_client();
         if !self.shutdown {
             match self.poll_write_out(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => {
                     self.shutdown = true;
+                    // After both close frames, a transport that fails (an
+                    // HTTP/2 stream the peer already reset) loses nothing.
+                    if self.conn.close_received() && self.conn.close_sent() {
+                        return Poll::Ready(Ok(()));
+                    }
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {
                     // A peer that does not read cannot hold the connection
                     // open: past the close timeout, drop what is unsent.
-                    let close_timeout = self.close_timeout;
-                    let deadline = self
-                        .deadline
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(close_timeout)));
-                    ready!(deadline.as_mut().poll(cx));
+                    ready!(self.poll_deadline(cx));
                     self.shutdown = true;
                     return Poll::Ready(Ok(()));
                 }
+            }
+            if client {
+                ready!(self.poll_drain(cx));
             }
             // A failed shutdown means the peer is gone: nothing left to do.
             let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
             self.shutdown = true;
         }
-        if !self.conn.close_received() {
-            let deadline = self
-                .deadline
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.close_timeout)));
-            if deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(()));
-            }
-            loop {
-                let buf = self.conn.read_buf();
-                buf.clear();
-                buf.reserve(self.read_buffer_size);
-                match ready!(tokio_util::io::poll_read_buf(
-                    Pin::new(&mut self.io),
-                    cx,
-                    buf
-                )) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-            self.conn.read_buf().clear();
+        if !client && !self.conn.close_received() {
+            ready!(self.poll_drain(cx));
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Discards input until the peer closes the transport or the close
+    /// timeout passes.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.poll_deadline(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        loop {
+            let buf = self.conn.read_buf();
+            buf.clear();
+            buf.reserve(self.read_buffer_size);
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                buf
+            )) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.conn.read_buf().clear();
+        Poll::Ready(())
+    }
+
+    /// The close timeout, started on first use.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let close_timeout = self.close_timeout;
+        self.deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(close_timeout)))
+            .as_mut()
+            .poll(cx)
     }
 }
 

@@ -11,16 +11,7 @@
 # The venv lives in tests/autobahn/.venv (override with AUTOBAHN_VENV); it is
 # (re)created from requirements.txt when that file changes.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${AUTOBAHN_VENV:-$HERE/.venv}"
-PY="${PYTHON:-python3}"
-
-if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$HERE/requirements.txt" "$VENV/.requirements.txt"; then
-  echo "setting up $VENV" >&2
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$HERE/requirements.txt"
-  cp "$HERE/requirements.txt" "$VENV/.requirements.txt"
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 
 args=()
 while [ $# -gt 0 ]; do
@@ -30,9 +21,7 @@ while [ $# -gt 0 ]; do
       case "$ref" in
         websockets) args+=(--spawn "$VENV/bin/python $HERE/reference/echo_websockets.py" --agent websockets-reference) ;;
         ws)
-          if [ ! -d "$HERE/reference/node_modules/ws" ]; then
-            (cd "$HERE/reference" && npm ci --no-audit --no-fund --silent)
-          fi
+          node_reference
           args+=(--spawn "node $HERE/reference/echo_ws.js" --agent node-ws-reference) ;;
         *) echo "unknown reference server '$ref' (websockets|ws)" >&2; exit 2 ;;
       esac ;;

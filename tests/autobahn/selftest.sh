@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Validates the harness itself against the Node `ws` reference echo (~30 s):
+# Validates the harness itself against the Node `ws` reference echo server and
+# client (~60 s):
 #  1. positive: cases 1-8,10 on ws -> no FAILED case (ws is known to pass Autobahn)
 #  2. negative control: ws with skipUTF8Validation -> exactly the cases that
 #     expect close code 1007 (invalid UTF-8) FAIL, all valid-UTF-8 cases pass
+#  3. and 4.: the same two checks for the fuzzing server (client cases) with the
+#     ws client
 # Usage: tests/autobahn/selftest.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +24,8 @@ set -e
 tail -2 "$OUT/negative.log"
 [ "$rc" = 1 ] || { echo "selftest: negative control should exit 1, got $rc"; exit 1; }
 
-"$HERE/.venv/bin/python" - "$OUT/ws-no-utf8.json" <<'EOF'
+check_negative() {
+"$HERE/.venv/bin/python" - "$1" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))["results"]
 failed = {k for k, r in d.items() if r["verdict"] == "FAILED"}
@@ -32,3 +36,18 @@ if failed != invalid or not invalid:
     sys.exit(1)
 print("selftest OK")
 EOF
+}
+check_negative "$OUT/ws-no-utf8.json"
+
+echo "== client cases, positive: ws client, cases 1-8,10"
+"$HERE/run_client.sh" --reference ws --exclude '9.*,12.*,13.*' --report-dir "$OUT" | tail -3
+
+echo "== client cases, negative control: ws client without UTF-8 validation, cases 6.*"
+set +e
+"$HERE/run_client.sh" --client "node $HERE/reference/client_ws.js --agent ws-client-no-utf8 --skip-utf8-validation" \
+  --cases '6.*' --report-dir "$OUT" > "$OUT/negative-client.log" 2>&1
+rc=$?
+set -e
+tail -2 "$OUT/negative-client.log"
+[ "$rc" = 1 ] || { echo "selftest: client negative control should exit 1, got $rc"; exit 1; }
+check_negative "$OUT/ws-client-no-utf8.json"

@@ -34,7 +34,7 @@ const CLOSE_1009: &[u8] = b"\x88\x11\x03\xf1message too big";
 
 /// A client frame masked with `key`: first byte `b0`, minimal length
 /// encoding, masked payload.
-fn masked_with(b0: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+pub(super) fn masked_with(b0: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
     let mut out = vec![b0];
     let len = payload.len();
     if len < 126 {
@@ -74,7 +74,7 @@ fn server_with(config: Config) -> Connection {
 }
 
 /// Everything queued in `out`, consumed.
-fn drain(out: &mut WriteBuf) -> Vec<u8> {
+pub(super) fn drain(out: &mut WriteBuf) -> Vec<u8> {
     let mut v = Vec::with_capacity(out.remaining());
     while out.has_remaining() {
         let chunk = out.chunk();

@@ -186,7 +186,13 @@ async def run_case(loop, url, klass, case_timeout, verbose):
             p.wasNotCleanReason = "harness watchdog timeout (%.0fs)" % limit
             p.dropConnection(abort=True)
             await p.done
-    harness_errors.extend(getattr(p, "harness_errors", []))
+    return case_result(p, case, klass, started, harness_errors, logs, timed_out)
+
+
+def case_result(p, case, klass, started, harness_errors, logs, timed_out=False):
+    """Lets the case judge the finished connection (its onConnectionLost) and
+    returns the report entry; shared with the fuzzing server (wsserver.py)."""
+    harness_errors = list(harness_errors) + list(getattr(p, "harness_errors", []))
     try:
         case.onConnectionLost(p.failedByMe)
     except Exception as e:
@@ -398,8 +404,15 @@ def main():
 
     agent = args.agent or (args.spawn and os.path.basename(shlex.split(args.spawn)[-1])) or \
         next((r["agent"] for r in results if r["agent"]), None) or "server"
+    return report_and_exit_code(results, categories, url, agent, t0, args, "fuzzingclient")
+
+
+def report_and_exit_code(results, categories, url, agent, t0, args, mode, strict=False):
+    """Prints the summary, writes report/<agent>.json and index.json, and
+    returns the exit status: 1 if any case FAILED (or UNIMPLEMENTED with
+    --fail-on-unimplemented, or NON-STRICT when strict)."""
     print()
-    print("Autobahn|Testsuite 25.10.1 fuzzingclient cases vs %s (%s), %.0fs" % (url, agent, time.time() - t0))
+    print("Autobahn|Testsuite 25.10.1 %s cases vs %s (%s), %.0fs" % (mode, url, agent, time.time() - t0))
     tot = print_summary(results, categories)
     failed = [r for r in results if r["verdict"] == FAILED]
     if failed:
@@ -440,7 +453,7 @@ def main():
     with open(idx_fn, "w") as f:
         json.dump(index, f, indent=1)
     print("\nreport: %s" % fn)
-    bad = tot[FAILED] + (tot[UNIMPLEMENTED] if args.fail_on_unimplemented else 0)
+    bad = tot[FAILED] + (tot[UNIMPLEMENTED] if args.fail_on_unimplemented else 0) + (tot[NON_STRICT] if strict else 0)
     print("%d passed, %d failed" % (len(results) - bad, bad))
     return 1 if bad else 0
 

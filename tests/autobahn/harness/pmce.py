@@ -48,6 +48,46 @@ class PerMessageDeflateOffer(PerMessageCompressOffer):
             s += "; server_max_window_bits=%d" % self.requestMaxWindowBits
         return s
 
+    @classmethod
+    def parse(cls, params):
+        """A client's offer as the fuzzing *server* sees it ({name: [value or
+        True, ...]}); raises ValueError on a malformed offer.  As in Autobahn,
+        acceptNoContextTakeover defaults to True: a server may always ask for
+        client_no_context_takeover (RFC 7692 sec. 7.1.1.2)."""
+        accept_max, accept_nct, request_max, request_nct = False, True, 0, False
+        for p, lst in params.items():
+            if len(lst) > 1:
+                raise ValueError("parameter %r repeated in permessage-deflate offer" % p)
+            v = lst[0]
+            if p == "client_max_window_bits":
+                if v is not True:
+                    try:
+                        v = int(v)
+                    except ValueError:
+                        v = None
+                    if v not in WINDOW_SIZE_PERMISSIBLE_VALUES:
+                        raise ValueError("illegal value %r for client_max_window_bits" % lst[0])
+                accept_max = True
+            elif p == "client_no_context_takeover":
+                if v is not True:
+                    raise ValueError("client_no_context_takeover must not have a value")
+                accept_nct = True
+            elif p == "server_max_window_bits":
+                try:
+                    v = int(v) if v is not True else None
+                except ValueError:
+                    v = None
+                if v not in WINDOW_SIZE_PERMISSIBLE_VALUES:
+                    raise ValueError("illegal value %r for server_max_window_bits" % lst[0])
+                request_max = v
+            elif p == "server_no_context_takeover":
+                if v is not True:
+                    raise ValueError("server_no_context_takeover must not have a value")
+                request_nct = True
+            else:
+                raise ValueError("illegal parameter %r in permessage-deflate offer" % p)
+        return cls(accept_nct, accept_max, request_nct, request_max)
+
     def __json__(self):
         return {"extension": EXTENSION_NAME,
                 "acceptNoContextTakeover": self.acceptNoContextTakeover,
@@ -60,16 +100,34 @@ class PerMessageDeflateOffer(PerMessageCompressOffer):
 
 
 class PerMessageDeflateOfferAccept(object):
-    """Server side only; never used by the fuzzing *client*, kept for import."""
+    """The fuzzing server's acceptance of a client offer (Autobahn's
+    semantics): it answers the server parameters the client requested and
+    may ask the client for no context takeover / a smaller window."""
 
     def __init__(self, offer, requestNoContextTakeover=False, requestMaxWindowBits=0,
                  noContextTakeover=None, windowBits=None, memLevel=None):
+        if requestNoContextTakeover and not offer.acceptNoContextTakeover:
+            raise ValueError("requestNoContextTakeover not supported by the client offer")
+        if requestMaxWindowBits and not offer.acceptMaxWindowBits:
+            raise ValueError("requestMaxWindowBits not supported by the client offer")
         self.offer = offer
         self.requestNoContextTakeover = requestNoContextTakeover
         self.requestMaxWindowBits = requestMaxWindowBits
         self.noContextTakeover = noContextTakeover
         self.windowBits = windowBits
         self.memLevel = memLevel
+
+    def getExtensionString(self):
+        s = EXTENSION_NAME
+        if self.offer.requestNoContextTakeover:
+            s += "; server_no_context_takeover"
+        if self.offer.requestMaxWindowBits != 0:
+            s += "; server_max_window_bits=%d" % self.offer.requestMaxWindowBits
+        if self.requestNoContextTakeover:
+            s += "; client_no_context_takeover"
+        if self.requestMaxWindowBits != 0:
+            s += "; client_max_window_bits=%d" % self.requestMaxWindowBits
+        return s
 
 
 class PerMessageDeflateResponse(PerMessageCompressResponse):
@@ -130,7 +188,12 @@ class PerMessageDeflateResponseAccept(object):
 
 
 class PerMessageDeflate(object):
-    """Client-side processor created from an accepted server response."""
+    """The processor of one connection: the client's, created from an
+    accepted server response, or the fuzzing server's (``is_server``),
+    created from its acceptance of an offer; each compresses with its own
+    window/context settings and inflates with the peer's."""
+
+    is_server = False
 
     DEFAULT_WINDOW_BITS = zlib.MAX_WBITS
     DEFAULT_MEM_LEVEL = 8
@@ -162,26 +225,45 @@ class PerMessageDeflate(object):
                 "client_max_window_bits": self.client_max_window_bits,
                 "mem_level": self.mem_level}
 
-    # -- client -> server (compress) ---------------------------------------
+    @classmethod
+    def createFromOfferAccept(cls, accept):
+        o = accept.offer
+        p = cls(accept.noContextTakeover if accept.noContextTakeover is not None else o.requestNoContextTakeover,
+                accept.requestNoContextTakeover,
+                accept.windowBits if accept.windowBits is not None else o.requestMaxWindowBits,
+                accept.requestMaxWindowBits,
+                accept.memLevel)
+        p.is_server = True
+        return p
+
+    def _own(self):
+        """(no context takeover, window bits) of our compressor, and the peer's."""
+        server = (self.server_no_context_takeover, self.server_max_window_bits)
+        client = (self.client_no_context_takeover, self.client_max_window_bits)
+        return (server, client) if self.is_server else (client, server)
+
+    # -- compress what we send ---------------------------------------------
     def compress_message(self, data):
-        if self._compressor is None or self.client_no_context_takeover:
+        (no_takeover, bits), _ = self._own()
+        if self._compressor is None or no_takeover:
             # zlib cannot produce raw deflate with an 8-bit window; 9 is the
             # smallest it emits (a 9-bit window stream decodes with any window
             # >= 9, and servers that granted 8 must accept 9 per zlib practice)
-            wbits = max(self.client_max_window_bits, 9)
+            wbits = max(bits, 9)
             self._compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
                                                 -wbits, self.mem_level)
         out = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
         assert out[-4:] == b"\x00\x00\xff\xff"
         return out[:-4]
 
-    # -- server -> client (decompress) -------------------------------------
+    # -- inflate what the peer sends ----------------------------------------
     def start_decompress_message(self):
-        if self._decompressor is None or self.server_no_context_takeover:
-            # inflate with the negotiated server window, so a server that uses a
+        _, (no_takeover, bits) = self._own()
+        if self._decompressor is None or no_takeover:
+            # inflate with the negotiated peer window, so a peer that uses a
             # larger window than it agreed to is caught ("invalid distance too
             # far back"); 9 at least, as zlib deflaters never emit 8-bit windows
-            self._decompressor = zlib.decompressobj(-max(self.server_max_window_bits, 9))
+            self._decompressor = zlib.decompressobj(-max(bits, 9))
 
     def decompress_message_data(self, data):
         return self._decompressor.decompress(data)

@@ -76,6 +76,20 @@ def parse_extensions(header):
     return res
 
 
+def parse_headers(lines):
+    """HTTP header lines -> {lower-case name: value}; repeated names are
+    joined with ", " (RFC 9110 sec. 5.3)."""
+    headers = {}
+    for ln in lines:
+        if ":" not in ln:
+            continue
+        k, v = ln.split(":", 1)
+        k = k.strip().lower()
+        v = v.strip()
+        headers[k] = headers[k] + ", " + v if k in headers else v
+    return headers
+
+
 class TrafficStats(object):
     def __init__(self):
         self.outgoingOctetsWireLevel = 0
@@ -107,6 +121,10 @@ class ProtocolFailure(Exception):
 
 
 class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
+    # wsserver.FuzzingServerProtocol plays the other end with the same code:
+    # frames unmasked out and required masked in, and the server drops TCP
+    # once the closing handshake is done (RFC 6455 §5.1, §7.1.1).
+    IS_SERVER = False
     openHandshakeTimeout = 5.0
     closeHandshakeTimeout = 1.0
     serverConnectionDropTimeout = 1.0
@@ -246,13 +264,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        self._set_transport(transport)
         self._key = base64.b64encode(os.urandom(16))
         hostport = self.host if self.port == 80 else "%s:%d" % (self.host, self.port)
         lines = ["GET %s HTTP/1.1" % self.resource,
@@ -271,6 +283,17 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
         self.http_request_data = req.decode("ascii")
         self._write(req)
         self._open_timer = self._call_later(self.openHandshakeTimeout, self._on_open_timeout)
+
+    def _set_transport(self, transport):
+        """Keeps the transport and turns Nagle off (Autobahn's tcpNoDelay):
+        a frame is often two writes, header and payload."""
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
 
     def _on_open_timeout(self):
         if self.state == self.STATE_CONNECTING:
@@ -357,14 +380,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
         if status[1] != "101":
             self._handshake_failed("HTTP status %s (expected 101)" % " ".join(status[1:]))
             return False
-        headers = {}
-        for ln in lines[1:]:
-            if ":" not in ln:
-                continue
-            k, v = ln.split(":", 1)
-            k = k.strip().lower()
-            v = v.strip()
-            headers[k] = headers[k] + ", " + v if k in headers else v
+        headers = parse_headers(lines[1:])
         self.agent = headers.get("server")
         if headers.get("upgrade", "").lower() != "websocket":
             self._handshake_failed("missing/invalid Upgrade header: %r" % headers.get("upgrade"))
@@ -473,15 +489,17 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
             pl = payload
         n = len(pl)
         b0 = (0x80 if fin else 0) | ((rsv % 8) << 4) | (opcode % 128)
-        b1 = 0x80
-        key = to_bytes(mask) if mask else os.urandom(4)
+        if self.IS_SERVER and not mask:
+            b1, key = 0, b""
+        else:
+            b1, key = 0x80, to_bytes(mask) if mask else os.urandom(4)
         if n <= 125:
             hdr = struct.pack("!BB", b0, b1 | n)
         elif n <= 0xFFFF:
             hdr = struct.pack("!BBH", b0, b1 | 126, n)
         else:
             hdr = struct.pack("!BBQ", b0, b1 | 127, n)
-        raw = hdr + key + mask_bytes(pl, key)
+        raw = hdr + key + (mask_bytes(pl, key) if key else pl)
         if opcode in (0, 1, 2):
             self.trafficStats.outgoingWebSocketFrames += 1
         if self.createStats:
@@ -516,7 +534,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
         self.localCloseReason = to_bytes(reasonUtf8) if reasonUtf8 is not None else None
         if self.closedByMe and self.closeHandshakeTimeout > 0:
             self._close_timer = self._call_later(self.closeHandshakeTimeout, self._on_close_timeout)
-        elif not self.closedByMe and self.serverConnectionDropTimeout > 0:
+        elif not self.closedByMe and not self.IS_SERVER and self.serverConnectionDropTimeout > 0:
             # we replied to the server's close: it should now drop the TCP
             self._drop_timer = self._call_later(self.serverConnectionDropTimeout, self._on_drop_timeout)
 
@@ -634,7 +652,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
             raise Exception("invalid frame length %r" % length)
         self._frame_len = length
         self._frame_ptr = 0
-        self._frame_key = os.urandom(4)
+        self._frame_key = b"" if self.IS_SERVER else os.urandom(4)
         self.trafficStats.outgoingWebSocketFrames += 1
         b0 = 0
         if self.send_state == self.SEND_MESSAGE_BEGIN:
@@ -644,12 +662,13 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
             op = 0
         if self.createStats:
             self.txFrameStats[op] = self.txFrameStats.get(op, 0) + 1
+        b1 = 0 if self.IS_SERVER else 0x80
         if length <= 125:
-            hdr = struct.pack("!BB", b0, 0x80 | length)
+            hdr = struct.pack("!BB", b0, b1 | length)
         elif length <= 0xFFFF:
-            hdr = struct.pack("!BBH", b0, 0x80 | 126, length)
+            hdr = struct.pack("!BBH", b0, b1 | 126, length)
         else:
-            hdr = struct.pack("!BBQ", b0, 0x80 | 127, length)
+            hdr = struct.pack("!BBQ", b0, b1 | 127, length)
         self._wl("TF", (length, "<streamed>"), op, False, 0, self._frame_key.hex(), None, None, False)
         self.sendData(hdr + self._frame_key)
         self.send_state = self.SEND_INSIDE_MESSAGE_FRAME
@@ -665,7 +684,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
         # mask continuing at the current key offset
         off = self._frame_ptr % 4
         key = self._frame_key[off:] + self._frame_key[:off]
-        plm = mask_bytes(payload[:l], key)
+        plm = mask_bytes(payload[:l], key) if key else payload[:l]
         self._frame_ptr += l
         self.sendData(plm, sync=sync)
         if self._frame_ptr >= self._frame_len:
@@ -722,8 +741,15 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
                 self._protocol_violation("invalid data frame length (>2^63)")
             if plen < 65536:
                 self._protocol_violation("invalid data frame length (not using minimal length encoding)")
-        if masked:
+        if masked and not self.IS_SERVER:
             self._protocol_violation("received masked frame from server")
+        if not masked and self.IS_SERVER:
+            self._protocol_violation("received unmasked frame from client")
+        if masked:
+            if avail < hlen + 4:
+                return False
+            key = bytes(buf[pos + hlen:pos + hlen + 4])
+            hlen += 4
 
         # header checks
         if opcode > 7:
@@ -750,11 +776,13 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
             return False
         start = pos + hlen
         payload = bytes(buf[start:start + plen])
+        if masked:
+            payload = mask_bytes(payload, key)
         self._rpos = start + plen
 
         if self.createStats:
             self.rxFrameStats[opcode] = self.rxFrameStats.get(opcode, 0) + 1
-        self._wl("RF", (plen, _hex(payload)), opcode, fin, rsv, False, None)
+        self._wl("RF", (plen, _hex(payload)), opcode, fin, rsv, masked, key.hex() if masked else None)
 
         if opcode > 7:
             self._on_control(opcode, payload)
@@ -798,11 +826,16 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
             if self._close_timer is not None:
                 self._close_timer.cancel()
             self.wasClean = True
-            if self.serverConnectionDropTimeout > 0:
+            if self.IS_SERVER:
+                # the server closes TCP first (RFC 6455 §7.1.1)
+                self.dropConnection(abort=False)
+            elif self.serverConnectionDropTimeout > 0:
                 self._drop_timer = self._call_later(self.serverConnectionDropTimeout, self._on_drop_timeout)
         elif self.state == self.STATE_OPEN:
             self.wasClean = True
             self.sendCloseFrame(code=self.CLOSE_STATUS_CODE_NORMAL, isReply=True)
+            if self.IS_SERVER:
+                self.dropConnection(abort=False)
 
     def _on_data_frame(self, opcode, fin, rsv, payload):
         if opcode != 0:
@@ -823,7 +856,7 @@ class FuzzingClientProtocol(asyncio.Protocol, WebSocketProtocol):
                     data += self._perMessageCompress.end_decompress_message()
             except zlib.error as e:
                 self._protocol_violation("permessage-deflate: cannot inflate message (window %d bits): %s"
-                                         % (self._perMessageCompress.server_max_window_bits, e),
+                                         % (self._perMessageCompress._own()[1][1], e),
                                          self.CLOSE_STATUS_CODE_INVALID_PAYLOAD)
         else:
             data = payload
