@@ -23,15 +23,17 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 
-ECHO_ORDER = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+ECHO_ORDER = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
               "tokio-websockets"]
-DEFLATE_ORDER = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
-IDLE_ORDER = ECHO_ORDER + ["node-ws", "tower-ws (deflate)", "node-ws (deflate)",
-                          "tower-ws (h2)", "axum (h2)"]
+DEFLATE_ORDER = ["tower-ws (deflate)", "uWebSockets (shared)", "uWebSockets (dedicated)", "node-ws",
+                 "tokio-tungstenite"]
+# Idle rows with permessage-deflate negotiated, compared with tower-ws's.
+IDLE_DEFLATE = ["tower-ws (deflate)", "node-ws (deflate)", "uWebSockets (dedicated)"]
+IDLE_ORDER = ECHO_ORDER + ["node-ws"] + IDLE_DEFLATE + ["tower-ws (h2)", "axum (h2)"]
 H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
-COLORS = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd"]
+COLORS = ["#d62728", "#7f7f7f", "#17becf", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd"]
 
 
 def sh(*argv):
@@ -50,6 +52,9 @@ def machine_info():
     for pkg in lock.get("package", []):
         if pkg["name"] in CRATES:
             versions.setdefault(pkg["name"], []).append(pkg["version"])
+    uws = BENCH / "target" / "uws" / "VERSION"
+    if uws.exists():
+        versions["uWebSockets"] = [uws.read_text().strip().removeprefix("uWebSockets/")]
     try:
         ws = json.loads((BENCH / "node" / "package-lock.json").read_text())
         versions["ws (npm)"] = [ws["packages"]["node_modules/ws"]["version"]]
@@ -223,7 +228,7 @@ def markdown(data):
     if data["idle"]:
         out.append("## Memory per idle connection\n")
         out.append("Server RSS growth (`VmRSS`) after the load tool opens and upgrades N connections "
-                   "and holds them idle, divided by N. The `(deflate)` rows negotiate "
+                   "and holds them idle, divided by N. The `(deflate)` and `(dedicated)` rows negotiate "
                    "permessage-deflate first (node-ws allocates zlib state lazily). The `(h2)` rows "
                    "open the WebSockets as HTTP/2 streams, 100 per connection: bytes per WebSocket "
                    "stream, its share of the connection included.\n")
@@ -233,12 +238,12 @@ def markdown(data):
             if i is None:
                 continue
             # Compressed connections are compared with compressed tower-ws.
-            r = dref if "(deflate)" in s else "tower-ws (h2)" if "(h2)" in s else ref
+            r = dref if s in IDLE_DEFLATE else "tower-ws (h2)" if "(h2)" in s else ref
             ref_idle = data["idle"].get(r, {}).get("bytes_per_conn")
             if "failed" in i:
                 rows.append([s, "FAILED: " + i["failed"][:60], "", "", ""])
                 continue
-            label = s + (" (NOT negotiated)" if "(deflate)" in s and not i.get("negotiated_deflate") else "")
+            label = s + (" (NOT negotiated)" if s in IDLE_DEFLATE and not i.get("negotiated_deflate") else "")
             rows.append([label, fmt_num(i["bytes_per_conn"]) + (ratio(i["bytes_per_conn"], ref_idle) if s != r else ""),
                          str(i["conns"]), fmt_num(i["rss_before_kib"]), fmt_num(i["rss_after_kib"])])
         out.append(table(["server", "bytes / connection", "connections", "RSS before (KiB)",
@@ -250,6 +255,12 @@ def markdown(data):
     out.append("- **floor**: `bench/src/bin/floor_echo.rs`, the least work a correct echo can do on "
                "tokio: per read, unmask complete frames in place, rewrite headers, one write back. "
                "No UTF-8 checks, no limits: a yardstick, not a server.")
+    out.append("- **uWebSockets**: `bench/uws/echo.cpp`, our echo on uWebSockets "
+               f"{mach['versions'].get('uWebSockets', '(version unknown)')}, built by "
+               "`bench/uws/build.sh` with `g++ -O3 -flto -DLIBUS_NO_SSL` and Debian's zlib: `ws->send` "
+               "of every message. The deflate rows run it with `SHARED_COMPRESSOR` (one deflate "
+               "stream per event loop, reset per message) and `DEDICATED_COMPRESSOR` (one per "
+               "connection, context takeover); both inflate with the loop's shared inflater.")
     out.append("- **tokio-tungstenite**: `accept_async_with_config` + its example's `forward` loop.")
     out.append("- **axum**: 0.8 `WebSocketUpgrade`, `recv`/`send` loop; `axum::serve` with "
                "HTTP/1.1 and HTTP/2 (it enables RFC 8441), on every row.")
