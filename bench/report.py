@@ -33,7 +33,8 @@ IDLE_ORDER = ECHO_ORDER + ["node-ws"] + IDLE_DEFLATE + ["tower-ws (h2)", "axum (
 H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
-COLORS = ["#d62728", "#7f7f7f", "#17becf", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd"]
+COLORS = ["#d62728", "#7f7f7f", "#17becf", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd",
+          "#bcbd22", "#e377c2"]
 
 
 def sh(*argv):
@@ -274,7 +275,8 @@ def markdown(data):
     out.append("```sh\nbash bench/run.sh                       # full matrix, writes this file\n"
                "QUICK=1 bash bench/run.sh               # smoke test, writes bench/results/quick.*\n"
                "ROUNDS=5 SECONDS=10 bash bench/run.sh   # more rounds, longer runs\n"
-               "python3 bench/report.py bench/results/echo.json   # re-render only\n```\n")
+               "python3 bench/report.py bench/results/echo.json   # re-render only\n"
+               "bash bench/fanout.sh                    # the fan-out section below\n```\n")
     out.append("Raw data: `bench/results/echo.json`; chart: `bench/results/echo.svg`.\n")
     out.append("![throughput relative to the fastest server per row](bench/results/echo.svg)\n")
     return "\n".join(out)
@@ -333,19 +335,26 @@ def svg(data):
     med = medians(data["runs"], data["config"].get("noise_limit", 0.05))
     present = {r["server"] for r in data["runs"]}
     servers = [s for s in ECHO_ORDER if s in present]
-    rows = data["matrix"]
+    return bar_chart("Echo throughput relative to the fastest server in each row (label: messages/s)",
+                     [(row.replace(" x 16 in flight", "\nx 16 in flight"), row) for row in data["matrix"]],
+                     servers, lambda row, s: (med.get((row, s)) or {}).get("msgs_per_sec"), "msg/s")
+
+
+def bar_chart(title, groups, series, value, unit):
+    """An SVG of grouped bars, each group scaled to its best value: `groups` are
+    (label, key) pairs (a label may hold one line break), `value(key, series)`
+    a number or None (drawn as ×). Written by hand to stay dependency-free."""
     bar, top, plot_h, left = 14, 100, 260, 50
-    group_w = max(bar * len(servers) + 24, 110)
-    gap = group_w - bar * len(servers)
-    width = max(left + group_w * len(rows) + 20, 760)
+    group_w = max(bar * len(series) + 24, 110)
+    gap = group_w - bar * len(series)
+    width = max(left + group_w * len(groups) + 20, 760)
     height = top + plot_h + 90
     e = html.escape
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="14" font-weight="bold">Echo throughput relative '
-             f'to the fastest server in each row (label: messages/s)</text>']
-    for i, s in enumerate(servers):
+             f'<text x="{left}" y="20" font-size="14" font-weight="bold">{e(title)}</text>']
+    for i, s in enumerate(series):
         x = left + i * 130
         parts.append(f'<rect x="{x}" y="34" width="12" height="12" fill="{COLORS[i % len(COLORS)]}"/>'
                      f'<text x="{x + 16}" y="44">{e(s)}</text>')
@@ -353,11 +362,11 @@ def svg(data):
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left - 4}" x2="{width - 10}" y1="{y}" y2="{y}" stroke="#ddd"/>'
                      f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{frac:.2f}</text>')
-    for g, row in enumerate(rows):
-        vals = {s: (med.get((row, s)) or {}).get("msgs_per_sec") for s in servers}
+    for g, (label, key) in enumerate(groups):
+        vals = {s: value(key, s) for s in series}
         best = max((v for v in vals.values() if v), default=0)
         gx = left + g * group_w + gap / 2
-        for i, s in enumerate(servers):
+        for i, s in enumerate(series):
             v = vals[s]
             x = gx + i * bar
             if not v or not best:
@@ -367,14 +376,12 @@ def svg(data):
             h = plot_h * v / best
             y = top + plot_h - h
             parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" '
-                         f'fill="{COLORS[i % len(COLORS)]}"><title>{e(s)}: {v:,.0f} msg/s</title></rect>')
+                         f'fill="{COLORS[i % len(COLORS)]}"><title>{e(s)}: {v:,.0f} {unit}</title></rect>')
             parts.append(f'<text transform="translate({x + bar / 2 + 3},{y - 3:.1f}) rotate(-90)" '
                          f'font-size="8">{short(v)}</text>')
-        parts.append(f'<text x="{gx + bar * len(servers) / 2}" y="{top + plot_h + 16}" '
-                     f'text-anchor="middle">{e(row.replace(" x 16 in flight", ""))}</text>')
-        if " x 16 in flight" in row:
-            parts.append(f'<text x="{gx + bar * len(servers) / 2}" y="{top + plot_h + 30}" '
-                         f'text-anchor="middle">x 16 in flight</text>')
+        for n, line in enumerate(label.split("\n")):
+            parts.append(f'<text x="{gx + bar * len(series) / 2}" y="{top + plot_h + 16 + 14 * n}" '
+                         f'text-anchor="middle">{e(line)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 

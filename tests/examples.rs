@@ -238,7 +238,11 @@ async fn demo_max_connections_refuses_websockets_beyond_it() {
     let example = start_with("demo", &["--max-connections", "1"]).await;
     let url = format!("ws://{}/ws", example.addr);
     let (mut alice, _) = connect_async(&url).await.unwrap();
-    assert!(next_text(&mut alice).await.starts_with(r#"{"type":"welcome""#));
+    assert!(
+        next_text(&mut alice)
+            .await
+            .starts_with(r#"{"type":"welcome""#)
+    );
     match connect_async(&url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 503)
@@ -272,11 +276,17 @@ async fn deflate_answer(addr: &str) -> Option<String> {
     let mut answer = None;
     loop {
         let mut line = String::new();
-        timeout(WAIT, head.read_line(&mut line)).await.unwrap().unwrap();
+        timeout(WAIT, head.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
         if line.trim().is_empty() {
             return answer;
         }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("sec-websocket-extensions:") {
+        if let Some(v) = line
+            .to_ascii_lowercase()
+            .strip_prefix("sec-websocket-extensions:")
+        {
             answer = Some(v.trim().to_owned());
         }
     }
@@ -287,6 +297,8 @@ async fn broadcast_example_compresses_only_with_deflate_flag() {
     let plain = start("broadcast").await;
     assert_eq!(deflate_answer(&plain.addr).await, None);
     let deflate = start_with("broadcast", &["--deflate"]).await;
-    let answer = deflate_answer(&deflate.addr).await.expect("an extension answer");
+    let answer = deflate_answer(&deflate.addr)
+        .await
+        .expect("an extension answer");
     assert!(answer.starts_with("permessage-deflate"), "{answer}");
 }
