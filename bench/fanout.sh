@@ -32,7 +32,8 @@
 # LOOPS ("closed open"), COMPRESSION ("off on"), SERVERS (comma list of the
 # names above, default all), ROUNDS (3; QUICK 1), SECONDS_PER_RUN (5; QUICK 1),
 # WARMUP (1; QUICK 0.5), OPEN_RATE (deliveries/s, 50000; 16 KiB: a quarter),
-# OPEN_RATE_DEFLATE (10000), OUT.
+# OPEN_RATE_DEFLATE (10000), INFLIGHT (closed loop: broadcasts unfinished at
+# once, 1), OUT.
 # Needs cargo, python3, taskset, node/npm, g++ (bench/uws/build.sh installs it)
 # and redis-server / redis-cli for the two-node row (Debian redis-server,
 # redis-tools; the row is skipped without them).
@@ -52,6 +53,7 @@ else
   ROUNDS=${ROUNDS:-3} RUN_SECONDS=${SECONDS_PER_RUN:-5} WARMUP=${WARMUP:-1}
   OUT=${OUT:-$BENCH/results/fanout.json}
 fi
+INFLIGHT=${INFLIGHT:-1}
 OPEN_RATE=${OPEN_RATE:-50000}
 OPEN_RATE_DEFLATE=${OPEN_RATE_DEFLATE:-10000}
 
@@ -127,7 +129,8 @@ keep() {
 # One run of the load generator: subscribers, size, loop, compression, addresses and pids.
 load() {
   local subs=$1 size=$2 loop=$3 compression=$4; shift 4
-  local args=(--subscribers "$subs" --size "$size" --seconds "$RUN_SECONDS" --warmup "$WARMUP")
+  local args=(--subscribers "$subs" --size "$size" --seconds "$RUN_SECONDS" --warmup "$WARMUP"
+    --inflight "$INFLIGHT")
   ((subs > 5000)) && args+=(--sources 4)
   [[ $compression == on ]] && args+=(--deflate)
   if [[ $loop == open ]]; then

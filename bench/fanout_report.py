@@ -6,7 +6,7 @@ Writes bench/results/fanout.md, fanout.svg (closed loop, no compression) and
 fanout-deflate.svg (closed loop, compressed), and puts the section in
 BENCHMARKS.md between the fan-out markers (appended the first time);
 bench/report.py keeps it there when it rewrites the echo tables. A file
-named *quick.json (QUICK=1) writes bench/results/fanout-quick.* only.
+other than fanout.json (QUICK=1 writes fanout-quick.json) leaves BENCHMARKS.md alone.
 Medians over rounds; ratios are server / tower-ws.
 """
 import json
@@ -28,14 +28,14 @@ METRICS = ["delivered_per_sec", "server_cpu_us_per_delivery", "p50_us", "p99_us"
 
 
 def key(r):
-    return (r["subscribers"], r["size"], r["loop"], "on" if r["deflate"] else "off")
+    return (r["subscribers"], r["size"], r.get("loop", "closed"), "on" if r.get("deflate") else "off")
 
 
 def medians(lines):
     """(subscribers, size, loop, compression, server) -> {metric: median}, or {"error": ...}."""
     groups = {}
     for r in lines:
-        if "subscribers" in r:
+        if "subscribers" in r and "server" in r:
             groups.setdefault(key(r) + (r["server"],), []).append(r)
         elif "server" in r:
             groups.setdefault(("error", r["server"]), []).append(r)
@@ -220,7 +220,7 @@ def main():
         (RESULTS / f"{name}.svg").write_text(chart(lines, compression) + "\n")
     section = markdown(lines, charts)
     (RESULTS / f"{stem}.md").write_text(section)
-    if not stem.endswith("quick"):
+    if stem == "fanout":
         target = ROOT / "BENCHMARKS.md"
         target.write_text(splice(target.read_text() if target.exists() else "", section))
     print(section)

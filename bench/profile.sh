@@ -64,9 +64,11 @@ if [[ $TOOL == perf ]]; then
   perf record -e cpu-clock -F 2999 -g -p "$pid" -o "$OUT/perf.data" -- sleep "$((SECONDS_RUN - 1))" 2>/dev/null
   wait "$loadpid"
   perf report -i "$OUT/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
-    grep -E '^ +[0-9.]+%' | head -"$TOP"
+    grep -E '^ +[0-9.]+%' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | head -"$TOP"
 else
   taskset -c 1 "${load[@]}" --addr "$addr" --pid "$pid" --seconds "$SECONDS_RUN" --warmup 1 "$@"
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -"$TOP"
+  # Shorter lines: no registry prefix, no binary path.
+  callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | grep -E '^ *[0-9,]+ \(' |
+    sed -E 's#[^ ]*/registry/src/[^/]+/##; s# \[[^]]*\]$##' | head -"$TOP"
 fi

@@ -50,7 +50,8 @@ mv "$OUT/VERSION.new" "$OUT/VERSION"
 
 echo "== building uWebSockets servers ($(cat "$OUT/VERSION"))" >&2
 start=$(date +%s)
-FLAGS=(-O3 -flto=auto -DLIBUS_NO_SSL -I "$SRC/uSockets/src")
+# -g: symbols for bench/profile.sh (no effect on the generated code).
+FLAGS=(-O3 -flto=auto -g -DLIBUS_NO_SSL -I "$SRC/uSockets/src")
 pids=() objs=()
 for c in "$SRC"/uSockets/src/*.c "$SRC"/uSockets/src/eventing/epoll_kqueue.c; do
   objs+=("$OUT/obj/$(basename "$c" .c).o")
