@@ -170,6 +170,33 @@ struct State {
 }
 
 impl State {
+    /// Before the run: the window is empty until the probing is over.
+    fn new(subscribers: usize, errors: u64, negotiated_deflate: bool) -> Self {
+        let start = Instant::now();
+        let empty = Slot {
+            seq: u64::MAX,
+            missing: 0,
+        };
+        State {
+            start,
+            subscribers,
+            window: Cell::new((start, start)),
+            seen: (0..subscribers).map(|_| Cell::new(0)).collect(),
+            ring: RefCell::new(vec![empty; RING]),
+            finished_below: Cell::new(0),
+            sent: Cell::new(0),
+            delivered: Cell::new(0),
+            published: Cell::new(0),
+            stalls: Cell::new(0),
+            lost: Cell::new(0),
+            errors: Cell::new(errors),
+            latency: RefCell::new(vec![0; BUCKETS]),
+            lag: RefCell::new(vec![0; BUCKETS]),
+            negotiated_deflate: Cell::new(negotiated_deflate),
+            progress: Notify::new(),
+        }
+    }
+
     fn in_window(&self, t: Instant) -> bool {
         let (from, to) = self.window.get();
         t >= from && t <= to
@@ -287,31 +314,8 @@ async fn run(args: Args) -> i32 {
         return 1;
     }
 
-    let start = Instant::now();
-    let state = Rc::new(State {
-        start,
-        subscribers: subscribers.len(),
-        window: Cell::new((start, start)),
-        seen: (0..subscribers.len()).map(|_| Cell::new(0)).collect(),
-        ring: RefCell::new(vec![
-            Slot {
-                seq: u64::MAX,
-                missing: 0
-            };
-            RING
-        ]),
-        finished_below: Cell::new(0),
-        sent: Cell::new(0),
-        delivered: Cell::new(0),
-        published: Cell::new(0),
-        stalls: Cell::new(0),
-        lost: Cell::new(0),
-        errors: Cell::new(errors),
-        latency: RefCell::new(vec![0; BUCKETS]),
-        lag: RefCell::new(vec![0; BUCKETS]),
-        negotiated_deflate: Cell::new(subscribers.iter().all(|c| c.deflate.is_some())),
-        progress: Notify::new(),
-    });
+    let deflate = subscribers.iter().all(|c| c.deflate.is_some());
+    let state = Rc::new(State::new(subscribers.len(), errors, deflate));
     let (tcp, reader) = tcp_of(publisher);
     let (publisher_rd, mut publisher_wr) = tcp.into_split();
     // The publisher's own copies (if the server sends them) are read and
@@ -564,31 +568,9 @@ mod tests {
     use super::*;
 
     fn state(subscribers: usize) -> State {
-        let start = Instant::now();
-        State {
-            start,
-            subscribers,
-            window: Cell::new((start, start + Duration::from_secs(60))),
-            seen: (0..subscribers).map(|_| Cell::new(0)).collect(),
-            ring: RefCell::new(vec![
-                Slot {
-                    seq: u64::MAX,
-                    missing: 0
-                };
-                RING
-            ]),
-            finished_below: Cell::new(0),
-            sent: Cell::new(0),
-            delivered: Cell::new(0),
-            published: Cell::new(0),
-            stalls: Cell::new(0),
-            lost: Cell::new(0),
-            errors: Cell::new(0),
-            latency: RefCell::new(vec![0; BUCKETS]),
-            lag: RefCell::new(vec![0; BUCKETS]),
-            negotiated_deflate: Cell::new(false),
-            progress: Notify::new(),
-        }
+        let s = State::new(subscribers, 0, false);
+        s.window.set((s.start, s.start + Duration::from_secs(60)));
+        s
     }
 
     #[test]
