@@ -22,9 +22,9 @@
 # 10,000 subscribers the load generator's core is often the busier one (see
 # load_cpu_util); server CPU per delivery is the figure to compare then.
 #
-#   bash bench/fanout.sh            # full matrix -> bench/results/fanout.json, fanout.md,
+#   bash bench/fanout.sh            # full matrix (~65 min) -> bench/results/fanout.json, fanout.md,
 #                                   # fanout.svg and the fan-out section of BENCHMARKS.md
-#   QUICK=1 bash bench/fanout.sh    # 1 s runs, one round -> bench/results/fanout-quick.*
+#   QUICK=1 bash bench/fanout.sh    # 1 s runs, one round (~12 min) -> bench/results/fanout-quick.*
 #   SUBSCRIBERS="1000" SIZES="20" LOOPS=closed COMPRESSION=off SERVERS="tower-ws,floor" \
 #     ROUNDS=3 SECONDS_PER_RUN=5 WARMUP=1 bash bench/fanout.sh
 #
