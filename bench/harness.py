@@ -7,7 +7,7 @@ slow drift on the machine (thermal, another process) spreads over all of them.
 Standard library only, so a clean machine needs nothing but python3.
 
 Environment (set by run.sh): BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP,
-BENCH_IDLE_CONNS, QUICK, SERVERS (comma list to restrict), TOWER_WS_BIN,
+BENCH_IDLE_CONNS, QUICK, SERVERS (comma list to restrict), TOWER_WS_BIN, UWS_BIN,
 QUIET_WAIT (seconds to wait for an idle machine before starting, default 0),
 NOISE_LIMIT (share of the machine other processes may use during a run before
 it is repeated, default 0.05) and NOISE_RETRIES (default 2; 0 with QUICK).
@@ -72,10 +72,13 @@ IDLE_H2_STREAMS = 100
 def servers():
     """name -> argv template ({addr} is substituted). tower-ws may be missing."""
     tower = os.environ.get("TOWER_WS_BIN", "")
+    # bench/uws/echo.cpp, built by bench/uws/build.sh (needs g++).
+    uws = os.environ.get("UWS_BIN", "")
     node = ["node", str(BENCH / "node" / "echo.js"), "{addr}"]
     all_ = {
         "tower-ws": [tower, "{addr}", "--no-deflate"] if tower else None,
         "floor": [str(RELEASE / "floor_echo"), "{addr}"],
+        "uWebSockets": [uws, "{addr}"] if uws else None,
         "tokio-tungstenite": [str(RELEASE / "tungstenite_echo"), "{addr}"],
         "axum": [str(RELEASE / "axum_echo"), "{addr}"],
         # The axum peer with its import switched to tower_ws::axum.
@@ -85,18 +88,25 @@ def servers():
         "node-ws": node,
         # Only in the deflate rows: the same example with compression on.
         "tower-ws (deflate)": [tower, "{addr}"] if tower else None,
+        # uWebSockets' two compressors: one deflate stream per event loop,
+        # reset per message, or one per connection with context takeover.
+        "uWebSockets (shared)": [uws, "{addr}", "--compression", "shared"] if uws else None,
+        "uWebSockets (dedicated)": [uws, "{addr}", "--compression", "dedicated"] if uws else None,
     }
     wanted = [s for s in os.environ.get("SERVERS", "").split(",") if s]
     return {k: v for k, v in all_.items() if not wanted or k in wanted}
 
 
-ECHO_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+ECHO_SERVERS = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
                 "tokio-websockets"]
-DEFLATE_SERVERS = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
-IDLE_SERVERS = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+DEFLATE_SERVERS = ["tower-ws (deflate)", "uWebSockets (shared)", "uWebSockets (dedicated)", "node-ws",
+                   "tokio-tungstenite"]
+IDLE_SERVERS = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
                 "tokio-websockets", "node-ws"]
 # Idle again with permessage-deflate negotiated: compression state per connection.
-IDLE_DEFLATE_SERVERS = ["tower-ws (deflate)", "node-ws"]
+# Row name -> server.
+IDLE_DEFLATE_SERVERS = {"tower-ws (deflate)": "tower-ws (deflate)", "node-ws (deflate)": "node-ws",
+                        "uWebSockets (dedicated)": "uWebSockets (dedicated)"}
 # axum 0.8 is the other Rust server with RFC 8441 WebSockets.
 H2_SERVERS = ["tower-ws", "axum"]
 
@@ -351,7 +361,7 @@ def main():
 
     idle = {}
     idle_plan = [(s, s, False) for s in IDLE_SERVERS]
-    idle_plan += [(s if "deflate" in s else f"{s} (deflate)", s, True) for s in IDLE_DEFLATE_SERVERS]
+    idle_plan += [(key, s, True) for key, s in IDLE_DEFLATE_SERVERS.items()]
     idle_plan = [(key, name, deflate, None) for key, name, deflate in idle_plan]
     idle_plan += [(f"{s} (h2)", s, False, IDLE_H2_STREAMS) for s in H2_SERVERS]
     for key, name, deflate, h2 in idle_plan:

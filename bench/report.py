@@ -23,15 +23,18 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 
-ECHO_ORDER = ["tower-ws", "floor", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+ECHO_ORDER = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
               "tokio-websockets"]
-DEFLATE_ORDER = ["tower-ws (deflate)", "node-ws", "tokio-tungstenite"]
-IDLE_ORDER = ECHO_ORDER + ["node-ws", "tower-ws (deflate)", "node-ws (deflate)",
-                          "tower-ws (h2)", "axum (h2)"]
+DEFLATE_ORDER = ["tower-ws (deflate)", "uWebSockets (shared)", "uWebSockets (dedicated)", "node-ws",
+                 "tokio-tungstenite"]
+# Idle rows with permessage-deflate negotiated, compared with tower-ws's.
+IDLE_DEFLATE = ["tower-ws (deflate)", "node-ws (deflate)", "uWebSockets (dedicated)"]
+IDLE_ORDER = ECHO_ORDER + ["node-ws"] + IDLE_DEFLATE + ["tower-ws (h2)", "axum (h2)"]
 H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
-COLORS = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd"]
+COLORS = ["#d62728", "#7f7f7f", "#17becf", "#1f77b4", "#2ca02c", "#8c564b", "#ff7f0e", "#9467bd",
+          "#bcbd22", "#e377c2"]
 
 
 def sh(*argv):
@@ -50,6 +53,9 @@ def machine_info():
     for pkg in lock.get("package", []):
         if pkg["name"] in CRATES:
             versions.setdefault(pkg["name"], []).append(pkg["version"])
+    uws = BENCH / "target" / "uws" / "VERSION"
+    if uws.exists():
+        versions["uWebSockets"] = [uws.read_text().strip().removeprefix("uWebSockets/")]
     try:
         ws = json.loads((BENCH / "node" / "package-lock.json").read_text())
         versions["ws (npm)"] = [ws["packages"]["node_modules/ws"]["version"]]
@@ -223,7 +229,7 @@ def markdown(data):
     if data["idle"]:
         out.append("## Memory per idle connection\n")
         out.append("Server RSS growth (`VmRSS`) after the load tool opens and upgrades N connections "
-                   "and holds them idle, divided by N. The `(deflate)` rows negotiate "
+                   "and holds them idle, divided by N. The `(deflate)` and `(dedicated)` rows negotiate "
                    "permessage-deflate first (node-ws allocates zlib state lazily). The `(h2)` rows "
                    "open the WebSockets as HTTP/2 streams, 100 per connection: bytes per WebSocket "
                    "stream, its share of the connection included.\n")
@@ -233,12 +239,12 @@ def markdown(data):
             if i is None:
                 continue
             # Compressed connections are compared with compressed tower-ws.
-            r = dref if "(deflate)" in s else "tower-ws (h2)" if "(h2)" in s else ref
+            r = dref if s in IDLE_DEFLATE else "tower-ws (h2)" if "(h2)" in s else ref
             ref_idle = data["idle"].get(r, {}).get("bytes_per_conn")
             if "failed" in i:
                 rows.append([s, "FAILED: " + i["failed"][:60], "", "", ""])
                 continue
-            label = s + (" (NOT negotiated)" if "(deflate)" in s and not i.get("negotiated_deflate") else "")
+            label = s + (" (NOT negotiated)" if s in IDLE_DEFLATE and not i.get("negotiated_deflate") else "")
             rows.append([label, fmt_num(i["bytes_per_conn"]) + (ratio(i["bytes_per_conn"], ref_idle) if s != r else ""),
                          str(i["conns"]), fmt_num(i["rss_before_kib"]), fmt_num(i["rss_after_kib"])])
         out.append(table(["server", "bytes / connection", "connections", "RSS before (KiB)",
@@ -250,6 +256,12 @@ def markdown(data):
     out.append("- **floor**: `bench/src/bin/floor_echo.rs`, the least work a correct echo can do on "
                "tokio: per read, unmask complete frames in place, rewrite headers, one write back. "
                "No UTF-8 checks, no limits: a yardstick, not a server.")
+    out.append("- **uWebSockets**: `bench/uws/echo.cpp`, our echo on uWebSockets "
+               f"{mach['versions'].get('uWebSockets', '(version unknown)')}, built by "
+               "`bench/uws/build.sh` with `g++ -O3 -flto -DLIBUS_NO_SSL` and Debian's zlib: `ws->send` "
+               "of every message. The deflate rows run it with `SHARED_COMPRESSOR` (one deflate "
+               "stream per event loop, reset per message) and `DEDICATED_COMPRESSOR` (one per "
+               "connection, context takeover); both inflate with the loop's shared inflater.")
     out.append("- **tokio-tungstenite**: `accept_async_with_config` + its example's `forward` loop.")
     out.append("- **axum**: 0.8 `WebSocketUpgrade`, `recv`/`send` loop; `axum::serve` with "
                "HTTP/1.1 and HTTP/2 (it enables RFC 8441), on every row.")
@@ -263,7 +275,8 @@ def markdown(data):
     out.append("```sh\nbash bench/run.sh                       # full matrix, writes this file\n"
                "QUICK=1 bash bench/run.sh               # smoke test, writes bench/results/quick.*\n"
                "ROUNDS=5 SECONDS=10 bash bench/run.sh   # more rounds, longer runs\n"
-               "python3 bench/report.py bench/results/echo.json   # re-render only\n```\n")
+               "python3 bench/report.py bench/results/echo.json   # re-render only\n"
+               "bash bench/fanout.sh                    # the fan-out section below\n```\n")
     out.append("Raw data: `bench/results/echo.json`; chart: `bench/results/echo.svg`.\n")
     out.append("![throughput relative to the fastest server per row](bench/results/echo.svg)\n")
     return "\n".join(out)
@@ -322,19 +335,26 @@ def svg(data):
     med = medians(data["runs"], data["config"].get("noise_limit", 0.05))
     present = {r["server"] for r in data["runs"]}
     servers = [s for s in ECHO_ORDER if s in present]
-    rows = data["matrix"]
+    return bar_chart("Echo throughput relative to the fastest server in each row (label: messages/s)",
+                     [(row.replace(" x 16 in flight", "\nx 16 in flight"), row) for row in data["matrix"]],
+                     servers, lambda row, s: (med.get((row, s)) or {}).get("msgs_per_sec"), "msg/s")
+
+
+def bar_chart(title, groups, series, value, unit):
+    """An SVG of grouped bars, each group scaled to its best value: `groups` are
+    (label, key) pairs (a label may hold one line break), `value(key, series)`
+    a number or None (drawn as ×). Written by hand to stay dependency-free."""
     bar, top, plot_h, left = 14, 100, 260, 50
-    group_w = max(bar * len(servers) + 24, 110)
-    gap = group_w - bar * len(servers)
-    width = max(left + group_w * len(rows) + 20, 760)
+    group_w = max(bar * len(series) + 24, 110)
+    gap = group_w - bar * len(series)
+    width = max(left + group_w * len(groups) + 20, 760)
     height = top + plot_h + 90
     e = html.escape
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="14" font-weight="bold">Echo throughput relative '
-             f'to the fastest server in each row (label: messages/s)</text>']
-    for i, s in enumerate(servers):
+             f'<text x="{left}" y="20" font-size="14" font-weight="bold">{e(title)}</text>']
+    for i, s in enumerate(series):
         x = left + i * 130
         parts.append(f'<rect x="{x}" y="34" width="12" height="12" fill="{COLORS[i % len(COLORS)]}"/>'
                      f'<text x="{x + 16}" y="44">{e(s)}</text>')
@@ -342,11 +362,11 @@ def svg(data):
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left - 4}" x2="{width - 10}" y1="{y}" y2="{y}" stroke="#ddd"/>'
                      f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{frac:.2f}</text>')
-    for g, row in enumerate(rows):
-        vals = {s: (med.get((row, s)) or {}).get("msgs_per_sec") for s in servers}
+    for g, (label, key) in enumerate(groups):
+        vals = {s: value(key, s) for s in series}
         best = max((v for v in vals.values() if v), default=0)
         gx = left + g * group_w + gap / 2
-        for i, s in enumerate(servers):
+        for i, s in enumerate(series):
             v = vals[s]
             x = gx + i * bar
             if not v or not best:
@@ -356,14 +376,12 @@ def svg(data):
             h = plot_h * v / best
             y = top + plot_h - h
             parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" '
-                         f'fill="{COLORS[i % len(COLORS)]}"><title>{e(s)}: {v:,.0f} msg/s</title></rect>')
+                         f'fill="{COLORS[i % len(COLORS)]}"><title>{e(s)}: {v:,.0f} {unit}</title></rect>')
             parts.append(f'<text transform="translate({x + bar / 2 + 3},{y - 3:.1f}) rotate(-90)" '
                          f'font-size="8">{short(v)}</text>')
-        parts.append(f'<text x="{gx + bar * len(servers) / 2}" y="{top + plot_h + 16}" '
-                     f'text-anchor="middle">{e(row.replace(" x 16 in flight", ""))}</text>')
-        if " x 16 in flight" in row:
-            parts.append(f'<text x="{gx + bar * len(servers) / 2}" y="{top + plot_h + 30}" '
-                         f'text-anchor="middle">x 16 in flight</text>')
+        for n, line in enumerate(label.split("\n")):
+            parts.append(f'<text x="{gx + bar * len(series) / 2}" y="{top + plot_h + 16 + 14 * n}" '
+                         f'text-anchor="middle">{e(line)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 

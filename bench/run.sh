@@ -6,7 +6,8 @@
 #   ROUNDS=5 SECONDS=10 bash bench/run.sh    # also: WARMUP, IDLE_CONNS, SERVERS=floor,axum,
 #                                            # QUIET_WAIT=600 (wait for an idle machine)
 #
-# Needs cargo, node/npm, python3 and taskset (util-linux). Linux only (/proc).
+# Needs cargo, node/npm, python3 and taskset (util-linux); g++ and zlib1g-dev for
+# uWebSockets (bench/uws/build.sh installs them from Debian). Linux only (/proc).
 
 # Bash's own $SECONDS counts up from the value it inherits, so read it first.
 RUN_SECONDS=${SECONDS:-0}
@@ -35,6 +36,15 @@ else
   echo "warning: tower-ws examples/echo does not build; running the peers only" >&2
 fi
 
+# uWebSockets from the sources cargo fetches (bench/uws/build.sh; g++, zlib).
+echo "== building the uWebSockets servers" >&2
+UWS_BIN=""
+if bash "$BENCH/uws/build.sh"; then
+  UWS_BIN="$BENCH/target/uws/uws_echo"
+else
+  echo "warning: the uWebSockets servers do not build; running without them" >&2
+fi
+
 echo "== installing the node ws reference" >&2
 (cd "$BENCH/node" && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -53,5 +63,5 @@ fi
 
 if ((RUN_SECONDS > 0)); then export BENCH_SECONDS=$RUN_SECONDS; fi
 export BENCH_ROUNDS=${ROUNDS:-} BENCH_WARMUP=${WARMUP:-} BENCH_IDLE_CONNS=$IDLE_CONNS
-export TOWER_WS_BIN QUICK=${QUICK:-0} SERVERS=${SERVERS:-} QUIET_WAIT=${QUIET_WAIT:-0}
+export TOWER_WS_BIN UWS_BIN QUICK=${QUICK:-0} SERVERS=${SERVERS:-} QUIET_WAIT=${QUIET_WAIT:-0}
 exec python3 "$BENCH/harness.py"

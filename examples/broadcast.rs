@@ -3,10 +3,15 @@
 //! [`Clients::broadcast`](tower_ws::handler::Clients::broadcast); with
 //! `--redis URL`, to the clients of every node sharing that Redis.
 //!
-//! Run: `cargo run --release --example broadcast -- [ADDR] [--redis URL]`
-//! (ADDR defaults to 127.0.0.1:9002). No permessage-deflate, so the
-//! benchmark measures the broadcast path, not compression. Prints the
-//! backplane's counters on Ctrl-C.
+//! Run: `cargo run --release --example broadcast -- [ADDR] [--redis URL]
+//! [--room] [--deflate]` (ADDR defaults to 127.0.0.1:9002). `--room`: every
+//! client joins one room and messages go to it with
+//! [`Clients::to`](tower_ws::handler::Clients::to) (the rooms path).
+//! `--deflate`: permessage-deflate with the default [`DeflateConfig`]
+//! (each message compressed once, shared by every recipient); without it,
+//! no compression, so the benchmark measures the broadcast path alone.
+//! No connection limit: 10,000 subscribers need only as many file
+//! descriptors (`ulimit -n`). Prints the backplane's counters on Ctrl-C.
 
 use std::net::SocketAddr;
 
@@ -15,13 +20,28 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower_ws::backplane::{RedisBackplane, RedisConfig};
 use tower_ws::handler::{Client, Handler, Hub, Options};
-use tower_ws::{Config, Message, WebSocketService};
+use tower_ws::{Config, DeflateConfig, Message, WebSocketService};
 
-struct Broadcast;
+/// The one room of `--room`.
+const ROOM: &str = "all";
+
+struct Broadcast {
+    room: bool,
+}
 
 impl Handler for Broadcast {
+    async fn on_open(&self, client: &Client) {
+        if self.room {
+            client.join(ROOM);
+        }
+    }
+
     async fn on_message(&self, msg: Message, client: &Client) {
-        client.clients().broadcast(msg);
+        if self.room {
+            client.clients().to(ROOM).broadcast(msg);
+        } else {
+            client.clients().broadcast(msg);
+        }
     }
 }
 
@@ -29,9 +49,13 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut addr: SocketAddr = "127.0.0.1:9002".parse().expect("valid default address");
     let mut redis_url = None;
+    let mut handler = Broadcast { room: false };
+    let mut config = Config::default().deflate(None);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--redis" => redis_url = args.next(),
+            "--room" => handler.room = true,
+            "--deflate" => config = Config::default().deflate(Some(DeflateConfig::default())),
             other => {
                 addr = other.parse().map_err(|e| {
                     std::io::Error::new(
@@ -46,10 +70,15 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(addr, redis_url))
+    runtime.block_on(serve(addr, redis_url, handler, config))
 }
 
-async fn serve(addr: SocketAddr, redis_url: Option<String>) -> std::io::Result<()> {
+async fn serve(
+    addr: SocketAddr,
+    redis_url: Option<String>,
+    handler: Broadcast,
+    config: Config,
+) -> std::io::Result<()> {
     let mut options = Options::default();
     let mut redis = None;
     if let Some(url) = redis_url {
@@ -58,8 +87,7 @@ async fn serve(addr: SocketAddr, redis_url: Option<String>) -> std::io::Result<(
         options = options.backplane(backplane.clone());
         redis = Some(backplane);
     }
-    let service =
-        WebSocketService::new(Hub::new(Broadcast, options)).config(Config::default().deflate(None));
+    let service = WebSocketService::new(Hub::new(handler, options)).config(config);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     let ctrl_c = tokio::signal::ctrl_c();

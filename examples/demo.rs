@@ -4,7 +4,8 @@
 //! (every browser is told 1001 Going Away).
 //!
 //! Run: `cargo run --release --example demo -- [ADDR] [--tls CERT.pem
-//! KEY.pem] [--redis URL]` (ADDR defaults to 127.0.0.1:8080; 127.0.0.1:0
+//! KEY.pem] [--redis URL] [--max-connections N]` (at most N WebSockets at
+//! once, 1000 by default; ADDR defaults to 127.0.0.1:8080; 127.0.0.1:0
 //! picks a free port), then open the URL it prints, `tower-ws chat demo on
 //! http://ADDR/`, in two browser tabs. With `--tls` it is `https://ADDR/`:
 //! browsers then speak HTTP/2 and open the WebSocket on the same connection
@@ -34,8 +35,8 @@ const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static")
 /// How long Ctrl-C waits for the browsers to answer the 1001 close.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 
-const USAGE: &str = "usage: demo [ADDR] [--tls CERT.pem KEY.pem] [--redis redis://HOST:PORT]   \
-                     (ADDR defaults to 127.0.0.1:8080)";
+const USAGE: &str = "usage: demo [ADDR] [--tls CERT.pem KEY.pem] [--redis redis://HOST:PORT] \
+                     [--max-connections N]   (ADDR defaults to 127.0.0.1:8080, N to 1000)";
 
 /// The command line. Each option is one arm of `parse`.
 struct Args {
@@ -44,6 +45,9 @@ struct Args {
     tls: Option<(PathBuf, PathBuf)>,
     /// `--redis URL`: the Redis that joins this node to the others.
     redis: Option<String>,
+    /// `--max-connections N`: WebSockets open at once (1000 by default;
+    /// the fan-out benchmark runs 10,000).
+    max_connections: usize,
 }
 
 impl Args {
@@ -52,6 +56,7 @@ impl Args {
             addr: "127.0.0.1:8080".parse().expect("valid default address"),
             tls: None,
             redis: None,
+            max_connections: 1000,
         };
         while let Some(arg) = args.next() {
             let mut value = |what: &str| args.next().ok_or_else(|| format!("{arg} needs {what}"));
@@ -62,6 +67,12 @@ impl Args {
                     parsed.tls = Some((cert.into(), key.into()));
                 }
                 "--redis" => parsed.redis = Some(value("a URL like redis://127.0.0.1:6379")?),
+                "--max-connections" => {
+                    let n = value("a number of connections")?;
+                    parsed.max_connections = n
+                        .parse()
+                        .map_err(|_| format!("--max-connections {n:?} is not a number"))?;
+                }
                 flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
                 addr => {
                     parsed.addr = addr.parse().map_err(|e| {
@@ -202,7 +213,7 @@ async fn main() -> std::io::Result<()> {
     // plain GET /ws (the URL opened in a tab) gets 426 with a hint.
     let service = WebSocketService::new(hub)
         .path("/ws")
-        .max_connections(1000)
+        .max_connections(args.max_connections)
         .with_inner(ServeDir::new(STATIC_DIR));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;

@@ -87,4 +87,11 @@ else
     apt_install openssl
 fi
 
+# --- g++ and zlib headers (bench/uws/build.sh compiles the uWebSockets servers) --
+if command -v g++ >/dev/null && [ -e /usr/include/zlib.h ]; then
+    say "g++ and zlib.h present"
+else
+    apt_install g++ zlib1g-dev
+fi
+
 say "done. Run: $VENV/bin/pytest tests/python && node --test tests/node/"

@@ -13,7 +13,8 @@
 #   4. the Autobahn|Testsuite cases against the echo example, and the client
 #      cases against examples/autobahn_client.rs (our fuzzing server),
 #   5. a short, bounded fuzzing run of every cargo-fuzz target,
-#   6. a build of the benchmarks (they are run by bench/run.sh, not here).
+#   6. a build of the benchmarks, uWebSockets servers included (they are run by
+#      bench/run.sh and bench/fanout.sh, not here).
 # Each step prints a banner; the first failure stops the run.
 #
 #   bash scripts/test.sh
@@ -69,5 +70,6 @@ bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 step "benchmarks build (cargo bench --no-run, bench/ harness)"
 cargo bench --no-run
 cargo build --release --manifest-path bench/Cargo.toml
+bash bench/uws/build.sh  # the uWebSockets servers (g++ -O3 -flto, ~25 s)
 
 step "all tests passed"

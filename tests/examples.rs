@@ -39,9 +39,15 @@ fn example_path(name: &str) -> PathBuf {
 
 /// Starts an example on 127.0.0.1:0 and reads its URL from the first line.
 async fn start(name: &str) -> Example {
+    start_with(name, &[]).await
+}
+
+/// [`start`] with options after the address.
+async fn start_with(name: &str, options: &[&str]) -> Example {
     let path = example_path(name);
     let mut child = Command::new(&path)
         .arg("127.0.0.1:0")
+        .args(options)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -58,9 +64,9 @@ async fn start(name: &str) -> Example {
         .expect("the example prints its URL")
         .unwrap();
     let start = line
-        .find("http://127.0.0.1:")
+        .find("://127.0.0.1:")
         .unwrap_or_else(|| panic!("no URL in {line:?}"));
-    let addr: String = line[start + "http://".len()..]
+    let addr: String = line[start + "://".len()..]
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
         .collect();
@@ -194,18 +200,7 @@ async fn callbacks_example_broadcasts_every_message() {
     let url = format!("ws://{}/", example.addr);
     let (mut a, _) = connect_async(&url).await.unwrap();
     let (mut b, _) = connect_async(&url).await.unwrap();
-    // Both are registered once a message from b reaches a.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        b.send(Message::text("ready?")).await.unwrap();
-        assert_eq!(next_text(&mut b).await, "ready?");
-        if let Ok(Some(Ok(Message::Text(t)))) = timeout(Duration::from_millis(100), a.next()).await
-        {
-            assert_eq!(t.as_str(), "ready?");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "a never joined");
-    }
+    both_registered(&mut a, &mut b).await;
     a.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     for ws in [&mut a, &mut b] {
         loop {
@@ -251,4 +246,91 @@ async fn client_example_talks_to_a_server_example() {
     drop(stdin);
     assert_eq!(next().await.unwrap(), "close 1000 ");
     assert_eq!(next().await.unwrap(), "end");
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Waits until a broadcast from `b` reaches `a`: both are registered.
+async fn both_registered(a: &mut Ws, b: &mut Ws) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        b.send(Message::text("ready?")).await.unwrap();
+        assert_eq!(next_text(b).await, "ready?");
+        if let Ok(Some(Ok(Message::Text(t)))) = timeout(Duration::from_millis(100), a.next()).await
+        {
+            assert_eq!(t.as_str(), "ready?");
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a never joined");
+    }
+}
+
+#[tokio::test]
+async fn demo_max_connections_refuses_websockets_beyond_it() {
+    let example = start_with("demo", &["--max-connections", "1"]).await;
+    let url = format!("ws://{}/ws", example.addr);
+    let (mut alice, _) = connect_async(&url).await.unwrap();
+    assert!(
+        next_text(&mut alice)
+            .await
+            .starts_with(r#"{"type":"welcome""#)
+    );
+    match connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("a second WebSocket with --max-connections 1: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn broadcast_example_room_reaches_every_client() {
+    let example = start_with("broadcast", &["--room"]).await;
+    let url = format!("ws://{}/", example.addr);
+    let (mut a, _) = connect_async(&url).await.unwrap();
+    let (mut b, _) = connect_async(&url).await.unwrap();
+    both_registered(&mut a, &mut b).await;
+    a.send(Message::text("to the room")).await.unwrap();
+    assert_eq!(next_text(&mut a).await, "to the room");
+    assert_eq!(next_text(&mut b).await, "to the room");
+}
+
+/// The `Sec-WebSocket-Extensions` answer to an offer of permessage-deflate.
+async fn deflate_answer(addr: &str) -> Option<String> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = BufReader::new(tcp);
+    let mut answer = None;
+    loop {
+        let mut line = String::new();
+        timeout(WAIT, head.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        if line.trim().is_empty() {
+            return answer;
+        }
+        if let Some(v) = line
+            .to_ascii_lowercase()
+            .strip_prefix("sec-websocket-extensions:")
+        {
+            answer = Some(v.trim().to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn broadcast_example_compresses_only_with_deflate_flag() {
+    let plain = start("broadcast").await;
+    assert_eq!(deflate_answer(&plain.addr).await, None);
+    let deflate = start_with("broadcast", &["--deflate"]).await;
+    let answer = deflate_answer(&deflate.addr)
+        .await
+        .expect("an extension answer");
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
 }

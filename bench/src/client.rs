@@ -2,11 +2,12 @@
 //! streaming frame reader that checks echoes without copying them.
 
 use std::io::{Error, ErrorKind, Result};
+use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine;
 use flate2::{Decompress, FlushDecompress};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::payload::Rng;
 use crate::transport::{H2Recv, Transport};
@@ -36,7 +37,37 @@ pub fn bad(msg: impl Into<String>) -> Error {
 /// plus the `client_no_context_takeover` hint (RFC 7692 7.1.1.2) because our
 /// pre-built frames are compressed one by one.
 pub async fn connect(addr: &str, path: &str, seed: u64, offer_deflate: bool) -> Result<Conn> {
-    let tcp = TcpStream::connect(addr).await?;
+    connect_from(None, addr, path, seed, offer_deflate, READ_BUFFER).await
+}
+
+/// [`connect`] from the local address `from` (port chosen by the kernel),
+/// with a `read_buffer`-byte receive buffer. Thousands of connections to
+/// one server spread over several loopback source addresses so that they
+/// do not share one range of ephemeral ports.
+pub async fn connect_from(
+    from: Option<IpAddr>,
+    addr: &str,
+    path: &str,
+    seed: u64,
+    offer_deflate: bool,
+    read_buffer: usize,
+) -> Result<Conn> {
+    let tcp = match from {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let to = tokio::net::lookup_host(addr)
+                .await?
+                .next()
+                .ok_or_else(|| bad(format!("{addr} resolves to nothing")))?;
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(to).await?
+        }
+    };
     tcp.set_nodelay(true)?;
     let mut rng = Rng::new(seed);
     let raw_key: Vec<u8> = (0..2).flat_map(|_| rng.next_u64().to_le_bytes()).collect();
@@ -52,7 +83,7 @@ pub async fn connect(addr: &str, path: &str, seed: u64, offer_deflate: bool) -> 
     );
     let mut conn = Conn {
         io: Transport::Tcp(tcp),
-        reader: FrameReader::new(),
+        reader: FrameReader::with_capacity(read_buffer),
         deflate: None,
     };
     conn.io.write_all(request.as_bytes()).await?;
@@ -94,7 +125,12 @@ const DEFLATE_OFFER: &str =
 /// "h2c"), each with an extended CONNECT (RFC 8441). The connection is
 /// driven on a local task; windows are large so that flow control does not
 /// limit a loopback run.
-pub async fn connect_h2(addr: &str, path: &str, streams: usize, offer_deflate: bool) -> Result<Vec<Conn>> {
+pub async fn connect_h2(
+    addr: &str,
+    path: &str,
+    streams: usize,
+    offer_deflate: bool,
+) -> Result<Vec<Conn>> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (send, connection) = h2::client::Builder::new()
@@ -121,7 +157,10 @@ pub async fn connect_h2(addr: &str, path: &str, streams: usize, offer_deflate: b
         let (response, stream) = ready.send_request(request, false).map_err(Error::other)?;
         let response = response.await.map_err(Error::other)?;
         if response.status() != http::StatusCode::OK {
-            return Err(bad(format!("extended CONNECT answered {}", response.status())));
+            return Err(bad(format!(
+                "extended CONNECT answered {}",
+                response.status()
+            )));
         }
         let deflate = match response.headers().get("sec-websocket-extensions") {
             Some(ext) => Some(parse_deflate(ext.as_bytes())?),
@@ -153,6 +192,9 @@ fn parse_deflate(ext: &[u8]) -> Result<Deflate> {
     Ok(d)
 }
 
+/// Default size of a connection's receive buffer.
+pub const READ_BUFFER: usize = 256 * 1024;
+
 /// Receive-side state of one connection.
 pub struct FrameReader {
     buf: Box<[u8]>,
@@ -180,8 +222,14 @@ pub enum Check {
 
 impl FrameReader {
     pub fn new() -> Self {
+        Self::with_capacity(READ_BUFFER)
+    }
+
+    /// A reader with a `capacity`-byte receive buffer (at least one frame
+    /// header plus a control frame; payloads stream through it).
+    pub fn with_capacity(capacity: usize) -> Self {
         FrameReader {
-            buf: vec![0; 256 * 1024].into_boxed_slice(),
+            buf: vec![0; capacity.max(1024)].into_boxed_slice(),
             start: 0,
             end: 0,
             inflate: Decompress::new(false),
@@ -265,9 +313,10 @@ impl FrameReader {
         Ok(Check::Ok(done))
     }
 
-    /// Read one whole uncompressed message of any content, copying its first
-    /// `head.len()` payload bytes into `head` (the rest is skipped). Returns
-    /// the opcode and the payload length.
+    /// Read one whole message of any content, copying its first
+    /// `head.len()` payload bytes into `head` (the rest is skipped; a
+    /// compressed message is inflated first). Returns the opcode and the
+    /// payload length.
     pub async fn recv_head<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
@@ -293,7 +342,12 @@ impl FrameReader {
             )
             .await?;
         match read {
-            Ok((_, true)) => Err(bad("compressed message (fan-out runs without deflate)")),
+            Ok((done, true)) => {
+                self.inflate_message(head.len())?;
+                let n = head.len().min(self.inflated.len());
+                head[..n].copy_from_slice(&self.inflated[..n]);
+                Ok((opcode, self.inflated.len(), done))
+            }
             Ok((done, false)) => Ok((opcode, len, done)),
             Err(why) => Err(bad(why)),
         }
@@ -480,6 +534,22 @@ mod tests {
             check(&wire, OP_TEXT, &text).await,
             Ok(Check::Ok(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn reads_the_head_of_plain_and_compressed_messages() {
+        let body = crate::payload::json(3000, 7);
+        let mut wire = frame(0xC2, &deflate(&body, 15));
+        wire.extend(frame(0x82, &body[..100]));
+        let mut io = &wire[..];
+        // A small buffer: payloads stream through it.
+        let mut reader = FrameReader::with_capacity(1024);
+        let mut head = [0u8; 16];
+        let (op, len, _) = reader.recv_head(&mut io, &mut head).await.unwrap();
+        assert_eq!((op, len, &head[..]), (OP_BINARY, body.len(), &body[..16]));
+        head = [0; 16];
+        let (op, len, _) = reader.recv_head(&mut io, &mut head).await.unwrap();
+        assert_eq!((op, len, &head[..]), (OP_BINARY, 100, &body[..16]));
     }
 
     #[test]

@@ -135,5 +135,6 @@ mod tests {
 }
 
 pub mod client;
+pub mod floor;
 pub mod payload;
 pub mod transport;

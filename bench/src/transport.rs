@@ -73,7 +73,11 @@ fn poll_read_h2(h2: &mut H2Recv, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) ->
 }
 
 /// Sends what HTTP/2 flow control lets through now, waiting for capacity.
-fn poll_write_h2(send: &mut SendStream<Bytes>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize>> {
+fn poll_write_h2(
+    send: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<Result<usize>> {
     if buf.is_empty() {
         return Poll::Ready(Ok(0));
     }
@@ -94,7 +98,11 @@ fn poll_write_h2(send: &mut SendStream<Bytes>, cx: &mut Context<'_>, buf: &[u8])
 }
 
 impl AsyncRead for ReadHalf<'_> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<Result<()>> {
         match self.get_mut() {
             ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
             ReadHalf::H2(h2) => poll_read_h2(h2, cx, buf),
@@ -129,7 +137,11 @@ impl AsyncWrite for WriteHalf<'_> {
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<Result<()>> {
         match self.get_mut() {
             Transport::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Transport::H2(recv, _) => poll_read_h2(recv, cx, buf),

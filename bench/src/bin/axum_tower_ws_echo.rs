@@ -3,9 +3,9 @@
 //! `axum::serve`; the connection underneath is tower-ws's.
 
 use axum::Router;
-use tower_ws::axum::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::serve::ListenerExt;
+use tower_ws::axum::{Message, WebSocket, WebSocketUpgrade};
 use tower_ws_bench::{MAX_MESSAGE, announce, listen_addr, runtime};
 
 async fn upgrade(ws: WebSocketUpgrade) -> Response {

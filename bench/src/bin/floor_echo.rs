@@ -10,7 +10,8 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower_ws_bench::{MAX_MESSAGE, accept_key, header, serve_each, unmask};
+use tower_ws_bench::floor::{parse_client_header, upgrade, write_len};
+use tower_ws_bench::{MAX_MESSAGE, serve_each, unmask};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -22,27 +23,9 @@ fn main() {
 
 async fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(READ_CHUNK);
-    // Handshake: read up to the blank line, answer 101, keep any bytes after it.
-    let head_end = loop {
-        if tcp.read_buf(&mut buf).await? == 0 {
-            return Ok(());
-        }
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let Some(key) = header(&buf[..head_end], "sec-websocket-key") else {
-        return tcp
-            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-            .await;
-    };
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        accept_key(key)
-    );
-    tcp.write_all(response.as_bytes()).await?;
-    buf.drain(..head_end);
+    if upgrade(&mut tcp, &mut buf, None).await?.is_none() {
+        return Ok(());
+    }
 
     loop {
         let (out, consumed, closed) = echo_frames(&mut buf);
@@ -104,49 +87,6 @@ fn echo_frames(buf: &mut [u8]) -> (std::ops::Range<usize>, usize, bool) {
         }
     }
     (out_start.unwrap_or(0)..out_end, pos, false)
-}
-
-/// (header length, payload length, mask) of a masked client frame, or None if
-/// the header itself is incomplete.
-fn parse_client_header(b: &[u8]) -> Option<(usize, usize, [u8; 4])> {
-    if b.len() < 2 {
-        return None;
-    }
-    let (len, at) = match b[1] & 0x7f {
-        126 => (
-            u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
-    };
-    // Clients must mask (RFC 6455 5.1); an unmasked frame is answered as if masked
-    // with zeros, which the floor tolerates rather than checks.
-    let mask = if b[1] & 0x80 != 0 {
-        b.get(at..at + 4)?.try_into().ok()?
-    } else {
-        return Some((at, len, [0; 4]));
-    };
-    Some((at + 4, len, mask))
-}
-
-/// Write the unmasked length field after `head[0]`; returns the header length.
-fn write_len(head: &mut [u8; 10], len: usize) -> usize {
-    if len < 126 {
-        head[1] = len as u8;
-        2
-    } else if len <= u16::MAX as usize {
-        head[1] = 126;
-        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        4
-    } else {
-        head[1] = 127;
-        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
-    }
 }
 
 #[cfg(test)]
