@@ -77,6 +77,7 @@ pub mod extensions;
 pub mod handler;
 pub mod handshake;
 mod message;
+pub mod metrics;
 pub mod proto;
 mod service;
 mod stream;

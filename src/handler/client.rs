@@ -126,12 +126,19 @@ impl Client {
             self.request_close(frame, true);
             return Ok(());
         }
+        let metrics = self.shared.clients.metrics();
         match self.shared.queue.try_send(msg) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                metrics.queued();
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.dropped();
                 if let Overflow::Close(code) = self.shared.overflow {
-                    self.request_close(CloseFrame::new(code, "send queue full"), false);
+                    if self.request_close(CloseFrame::new(code, "send queue full"), false) {
+                        metrics.overflow_close();
+                    }
                 }
                 Err(SendError::QueueFull)
             }
@@ -193,9 +200,10 @@ impl Client {
         }
     }
 
-    pub(super) fn request_close(&self, frame: CloseFrame, drain: bool) {
+    /// Asks the connection to close; false if it was closing already.
+    pub(super) fn request_close(&self, frame: CloseFrame, drain: bool) -> bool {
         if !self.shared.open.swap(false, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let mut request = self
             .shared
@@ -205,6 +213,7 @@ impl Client {
         request.get_or_insert(CloseRequest { frame, drain });
         drop(request);
         self.shared.wake.notify_one();
+        true
     }
 }
 

@@ -81,7 +81,12 @@ pub(super) async fn run<H: Handler>(
     let frame = driver.serve(&hub.handler, &client).await;
     drop(driver);
     registration.end();
-    let _ = CatchUnwind::new(hub.handler.on_close(&client, frame)).await;
+    if CatchUnwind::new(hub.handler.on_close(&client, frame))
+        .await
+        .is_err()
+    {
+        clients.metrics().panic();
+    }
 }
 
 fn shutdown_close(client: &Client) {
@@ -250,7 +255,12 @@ impl Driver<'_> {
             let deadline = self.deadline;
             tokio::select! {
                 biased;
-                result = &mut callback => return result,
+                result = &mut callback => {
+                    if result.is_err() {
+                        client.clients().metrics().panic();
+                    }
+                    return result;
+                }
                 () = client.shared.wake.notified(), if !closing => {
                     let request = client
                         .shared

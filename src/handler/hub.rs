@@ -10,6 +10,7 @@ use super::Handler;
 use super::driver;
 use super::registry::Clients;
 use crate::message::CloseCode;
+use crate::metrics::HubStats;
 use crate::service::{RequestHead, UpgradeHandler, UpgradedWebSocket};
 
 /// Runs a [`Handler`] for every WebSocket a
@@ -52,6 +53,12 @@ impl<H: Handler> Hub<H> {
     /// The connected clients: broadcast to them, or shut them down.
     pub fn clients(&self) -> &Clients {
         &self.shared.clients
+    }
+
+    /// A snapshot of this hub's counters: clients, broadcasts, messages
+    /// queued and dropped, clients closed for a full queue, contained panics.
+    pub fn stats(&self) -> HubStats {
+        self.shared.clients.stats()
     }
 
     /// The handler.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::client::Client;
 use crate::message::{CloseCode, CloseFrame, Message};
+use crate::metrics::{HubMetrics, HubStats};
 
 /// Every client connected to one [`Hub`](super::Hub): python-WS's
 /// `self.clients`, plus broadcast and graceful shutdown.
@@ -28,6 +29,7 @@ struct Shared {
     shutting_down: AtomicBool,
     /// How many clients are connected, to wait for zero.
     count: watch::Sender<usize>,
+    metrics: HubMetrics,
 }
 
 impl Default for Clients {
@@ -38,6 +40,7 @@ impl Default for Clients {
                 next_id: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 count: watch::Sender::new(0),
+                metrics: HubMetrics::default(),
             }),
         }
     }
@@ -67,6 +70,15 @@ impl Clients {
         if map.remove(&id).is_some() {
             self.shared.count.send_replace(map.len());
         }
+    }
+
+    pub(super) fn metrics(&self) -> &HubMetrics {
+        &self.shared.metrics
+    }
+
+    pub(super) fn stats(&self) -> HubStats {
+        let clients = *self.shared.count.borrow();
+        self.shared.metrics.snapshot(clients as u64)
     }
 
     pub(super) fn is_shutting_down(&self) -> bool {
@@ -111,6 +123,7 @@ impl Clients {
 
     fn broadcast_filter(&self, msg: Message, keep: impl Fn(&Client) -> bool) -> usize {
         // Send outside the lock: a send may close a client, which unregisters.
+        self.shared.metrics.broadcast();
         let clients = self.to_vec();
         clients
             .iter()

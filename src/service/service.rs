@@ -17,6 +17,7 @@ use super::{RequestHead, UpgradeHandler, WebSocketLayer};
 use crate::config::Config;
 use crate::extensions::Extension;
 use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
+use crate::metrics::{Refusal, ServiceMetrics, Stats};
 use crate::stream::WebSocket;
 
 /// Answers WebSocket handshakes and hands each upgraded connection to a
@@ -71,6 +72,8 @@ struct Settings {
     path: Option<String>,
     /// One permit per open WebSocket, shared by every clone of the service.
     connections: Option<Arc<Semaphore>>,
+    /// The counters, shared by every clone of the service.
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl<H> WebSocketService<H, UpgradeRequired> {
@@ -91,6 +94,7 @@ impl<H> WebSocketService<H, UpgradeRequired> {
                 config,
                 path: None,
                 connections: None,
+                metrics: Arc::default(),
             }),
         }
     }
@@ -198,6 +202,13 @@ impl<H, S> WebSocketService<H, S> {
         self
     }
 
+    /// A snapshot of the counters of this service and all its clones:
+    /// open connections, handshakes, traffic, close codes, buffered bytes.
+    /// Cheap enough to call on every scrape.
+    pub fn stats(&self) -> Stats {
+        self.settings.metrics.snapshot(0, None, 0)
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -243,37 +254,35 @@ where
             &settings.policy,
         ) {
             Ok(accept) => accept,
-            Err(reject) => return ResponseFuture::ready(reject.response()),
+            Err(reject) => return refuse(settings, Refusal::of_status(reject.status), reject),
         };
         if req
             .extensions()
             .get::<hyper::upgrade::OnUpgrade>()
             .is_none()
         {
-            return ResponseFuture::ready(
-                Reject::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "this connection cannot be upgraded: serve it with hyper's serve_connection_with_upgrades",
-                )
-                .response(),
+            let reject = Reject::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this connection cannot be upgraded: serve it with hyper's serve_connection_with_upgrades",
             );
+            return refuse(settings, Refusal::NotUpgradable, reject);
         }
         let permit = match &settings.connections {
             None => None,
             Some(connections) => match connections.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return ResponseFuture::ready(
-                        Reject::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many WebSocket connections: try again later",
-                        )
-                        .response(),
+                    let reject = Reject::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many WebSocket connections: try again later",
                     );
+                    return refuse(settings, Refusal::ConnectionLimit, reject);
                 }
             },
         };
         let response = accept.response();
+        let version = req.version();
+        settings.metrics.accepted();
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (head, _body) = req.into_parts();
         let head = detach(head);
@@ -295,12 +304,41 @@ where
         tokio::spawn(async move {
             // The upgrade fails only if the client went away before it finished.
             if let Ok(upgraded) = on_upgrade.await {
-                let ws = WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+                let mut ws =
+                    WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
+                ws.observe(settings.metrics.clone());
+                let _open = OpenGauge::new(&settings.metrics, version);
                 handler.call(ws, head).await;
             }
             drop(permit);
         });
         ResponseFuture::ready(response)
+    }
+}
+
+/// Counts a refused handshake and answers it.
+fn refuse<F>(settings: &Settings, why: Refusal, reject: Reject) -> ResponseFuture<F> {
+    settings.metrics.refused(why);
+    ResponseFuture::ready(reject.response())
+}
+
+/// Counts a WebSocket as open for as long as it lives, even if its handler
+/// panics.
+struct OpenGauge<'a> {
+    metrics: &'a ServiceMetrics,
+    version: http::Version,
+}
+
+impl<'a> OpenGauge<'a> {
+    fn new(metrics: &'a ServiceMetrics, version: http::Version) -> Self {
+        metrics.opened(version);
+        OpenGauge { metrics, version }
+    }
+}
+
+impl Drop for OpenGauge<'_> {
+    fn drop(&mut self) {
+        self.metrics.ended(self.version);
     }
 }
 

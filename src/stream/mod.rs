@@ -1,11 +1,13 @@
 //! [`WebSocket`]: the protocol engine driven over an async transport, as a
 //! `Stream` of received messages and a `Sink` of messages to send.
 
+mod observe;
 mod split;
 
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -15,12 +17,14 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
+use observe::Observer;
 pub use split::{WebSocketReader, WebSocketWriter};
 
 use crate::config::Config;
 use crate::error::{Error, Kind};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use crate::metrics::{ConnEvent, ServiceMetrics};
 use crate::proto::{Connection, Role, WriteBuf};
 
 /// The most a single read asks for beyond `read_buffer_size`, to finish a
@@ -82,6 +86,13 @@ pub(crate) struct Inner<IO> {
     shutdown: bool,
     /// The stream has ended; nothing more will be read or written.
     done: bool,
+    obs: Observer,
+}
+
+impl<IO> Drop for Inner<IO> {
+    fn drop(&mut self) {
+        self.obs.finish(&self.conn);
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
@@ -139,6 +150,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     pub fn buffered_amount(&self) -> usize {
         self.inner.out.len()
     }
+
+    /// Counts this connection's traffic and close in a service's metrics.
+    pub(crate) fn observe(&mut self, metrics: Arc<ServiceMetrics>) {
+        self.inner.obs.attach(metrics);
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
@@ -182,6 +198,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             deadline: None,
             shutdown: false,
             done: false,
+            obs: Observer::default(),
+        }
+    }
+
+    /// Bookkeeping at the end of every poll: a connection that is about to
+    /// wait folds its counters.
+    fn after_poll(&mut self, pending: bool) {
+        if pending {
+            self.obs.fold(&self.conn);
+        } else {
+            self.obs.fold_if_due(&self.conn);
         }
     }
 
@@ -199,6 +226,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             if n == 0 {
                 return Poll::Ready(Err(Error::io(std::io::ErrorKind::WriteZero.into())));
             }
+            self.obs.wrote(n);
             self.out.advance(n);
         }
         Pin::new(&mut self.io).poll_flush(cx).map_err(Error::io)
@@ -216,6 +244,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             if first.filled().is_empty() {
                 return Poll::Ready(Ok(false));
             }
+            self.obs.read(first.filled().len());
             let buf = self.conn.read_buf();
             buf.reserve(self.read_buffer_size);
             buf.extend_from_slice(first.filled());
@@ -240,6 +269,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             buf
         ))
         .map_err(Error::io)?;
+        self.obs.read(n);
         Poll::Ready(Ok(n > 0))
     }
 
@@ -252,13 +282,29 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         cx: &mut Context<'_>,
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
+        let result = self.next_message(cx, flush_output);
+        self.after_poll(result.is_pending());
+        result
+    }
+
+    fn next_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        flush_output: bool,
+    ) -> Poll<Option<Result<Message, Error>>> {
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
             if let Some(event) = self.conn.poll_event(&mut self.out) {
-                if let Ok(msg @ (Message::Text(_) | Message::Binary(_))) = &event {
-                    self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                match &event {
+                    Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
+                        self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                    }
+                    Err(e) if e.is_protocol() || e.is_invalid_payload() || e.is_capacity() => {
+                        self.obs.event(ConnEvent::ProtocolError);
+                    }
+                    _ => {}
                 }
                 if self.conn.is_closed() && flush_output {
                     // Get the close reply (or failure close) on the wire even if
@@ -312,6 +358,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let result = self.ready_to_send(cx);
+        self.after_poll(result.is_pending());
+        result
+    }
+
+    fn ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.conn.close_sent() || self.done {
             return Poll::Ready(Err(Error::closed()));
         }
@@ -329,7 +381,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         if self.shutdown {
             return Poll::Ready(Ok(()));
         }
-        self.poll_write_out(cx)
+        let result = self.poll_write_out(cx);
+        self.after_poll(result.is_pending());
+        result
     }
 
     /// Parses input ahead of the application so pings are answered while it
