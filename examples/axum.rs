@@ -62,7 +62,8 @@ async fn main() -> std::io::Result<()> {
         Numbered {
             stats: stats.clone(),
         },
-        Options::default(),
+        // Keepalive: a ping every 20 s finds peers that vanished.
+        Options::default().ping_interval(Some(std::time::Duration::from_secs(20))),
     );
     let clients = hub.clients().clone();
     let app = Router::new()

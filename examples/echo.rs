@@ -55,6 +55,8 @@ async fn main() -> std::io::Result<()> {
         }
     }
 
+    // No keepalive pings here: conformance suites compare every frame the
+    // server sends, and an unasked ping would be one too many.
     let config = Config::default()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)

@@ -51,7 +51,11 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
 
-    let websocket = WebSocketLayer::from(WebSocketService::new(echo).path("/ws"));
+    // Keepalive: a ping every 20 s finds peers that vanished (1011 after
+    // 20 s more without an answer).
+    let config =
+        tower_ws::Config::default().ping_interval(Some(std::time::Duration::from_secs(20)));
+    let websocket = WebSocketLayer::from(WebSocketService::new(echo).path("/ws").config(config));
     let app = ServiceBuilder::new()
         .layer(websocket)
         .service(tower::service_fn(routes));

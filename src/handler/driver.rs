@@ -1,5 +1,7 @@
 //! The task behind each [`Client`]: runs the callbacks, drains the send
-//! queue into the WebSocket, keeps the connection alive and closes it.
+//! queue into the WebSocket and closes it. Keepalive pings and the idle
+//! timeout are the WebSocket's own (`Config::ping_interval`), configured
+//! from the hub's [`Options`] when those are set.
 
 use std::future::{Future, pending, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,12 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use pin_project_lite::pin_project;
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::{Instant, Interval, MissedTickBehavior, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 
 use super::Handler;
 use super::client::{self, Client};
@@ -21,9 +22,6 @@ use super::hub::{Options, Shared};
 use crate::error::Error;
 use crate::message::{CloseCode, CloseFrame, Message};
 use crate::service::{RequestHead, UpgradedWebSocket};
-
-/// The payload of keepalive pings.
-const KEEPALIVE: &[u8] = b"tower-ws keepalive";
 
 /// Serves one connection with the hub's handler.
 pub(super) async fn run<H: Handler>(
@@ -61,14 +59,17 @@ pub(super) async fn run<H: Handler>(
         shutdown_close(&client);
     }
 
+    ws.configure_keepalive(
+        options.ping_interval,
+        options.pong_timeout,
+        options.idle_timeout,
+    );
     let mut driver = Driver {
         ws,
         rx,
         options,
         close_frame: None,
         deadline: None,
-        pong_deadline: None,
-        idle_deadline: options.idle_timeout.map(|t| Instant::now() + t),
         ended: false,
     };
     if driver
@@ -123,9 +124,6 @@ impl Drop for Registration {
 enum Step {
     CloseRequested,
     Deadline,
-    PongTimeout,
-    Idle,
-    Ping,
     Incoming(Option<Result<Message, Error>>),
 }
 
@@ -137,9 +135,6 @@ struct Driver<'a> {
     close_frame: Option<CloseFrame>,
     /// Closing: the connection is dropped at this instant.
     deadline: Option<Instant>,
-    /// A keepalive ping is unanswered: fail the connection at this instant.
-    pong_deadline: Option<Instant>,
-    idle_deadline: Option<Instant>,
     /// The connection is over (the WebSocket may still wait to be dropped).
     ended: bool,
 }
@@ -147,25 +142,16 @@ struct Driver<'a> {
 impl Driver<'_> {
     /// Runs the connection to its end; returns the frame for `on_close`.
     async fn serve<H: Handler>(&mut self, handler: &H, client: &Client) -> Option<CloseFrame> {
-        let mut keepalive = self.options.ping_interval.map(|every| {
-            let mut interval = tokio::time::interval_at(Instant::now() + every, every);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            interval
-        });
         loop {
             if self.ended {
                 return self.close_frame.take();
             }
             let closing = self.deadline.is_some();
-            let (deadline, pong_deadline, idle_deadline) =
-                (self.deadline, self.pong_deadline, self.idle_deadline);
+            let deadline = self.deadline;
             let step = tokio::select! {
                 biased;
                 () = client.shared.wake.notified(), if !closing => Step::CloseRequested,
                 () = sleep_opt(deadline) => Step::Deadline,
-                () = sleep_opt(pong_deadline), if !closing => Step::PongTimeout,
-                () = sleep_opt(idle_deadline), if !closing => Step::Idle,
-                () = tick_opt(keepalive.as_mut()), if !closing => Step::Ping,
                 item = poll_fn(|cx| self.poll_io(cx)) => Step::Incoming(item),
             };
             match step {
@@ -181,37 +167,9 @@ impl Driver<'_> {
                     }
                 }
                 Step::Deadline | Step::Incoming(None) => self.end(client),
-                Step::PongTimeout => {
-                    self.fail(
-                        client,
-                        CloseFrame::new(CloseCode::INTERNAL, "keepalive ping timeout"),
-                    )
-                    .await;
-                    return self.close_frame.take();
-                }
-                Step::Idle => {
-                    self.start_close(
-                        client,
-                        CloseFrame::new(CloseCode::AWAY, "idle timeout"),
-                        true,
-                    );
-                }
-                Step::Ping => {
-                    if self.pong_deadline.is_none() {
-                        let ping = Message::Ping(Bytes::from_static(KEEPALIVE));
-                        if Pin::new(&mut self.ws).start_send(ping).is_ok() {
-                            self.pong_deadline = Some(Instant::now() + self.options.pong_timeout);
-                        }
-                    }
-                }
                 Step::Incoming(Some(Ok(msg))) => {
-                    // Anything the peer sends proves it is alive.
-                    self.pong_deadline = None;
                     let result = match msg {
                         Message::Text(_) | Message::Binary(_) => {
-                            if let Some(idle) = self.options.idle_timeout {
-                                self.idle_deadline = Some(Instant::now() + idle);
-                            }
                             self.callback(client, handler.on_message(msg, client)).await
                         }
                         Message::Ping(payload) => {
@@ -234,7 +192,8 @@ impl Driver<'_> {
                         self.start_close(client, internal_error(), false);
                     }
                 }
-                // I/O errors end the stream without a close frame.
+                // Keepalive and idle timeouts come as errors with their
+                // close frame; I/O errors end the stream without one.
                 Step::Incoming(Some(Err(err))) => self.failed(client, &err),
             }
         }
@@ -322,8 +281,8 @@ impl Driver<'_> {
         Pin::new(&mut self.ws).poll_next(cx)
     }
 
-    /// The connection failed with `err`: the WebSocket sent the close frame
-    /// that goes with it, if any.
+    /// The connection failed (or timed out) with `err`: the WebSocket sent
+    /// the close frame that goes with it, if any.
     fn failed(&mut self, client: &Client, err: &Error) {
         if let Some(code) = err.close_code() {
             self.closing(client, CloseFrame::new(code, err.close_reason()));
@@ -369,28 +328,11 @@ impl Driver<'_> {
         }
         self.closing(client, frame);
     }
-
-    /// Fails the connection: sends the close frame and drops the connection
-    /// without waiting for the peer (RFC 6455 §7.1.7).
-    async fn fail(&mut self, client: &Client, frame: CloseFrame) {
-        self.start_close(client, frame, false);
-        let ws = &mut self.ws;
-        let flush = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx));
-        let _ = timeout(self.options.close_timeout, flush).await;
-        self.end(client);
-    }
 }
 
 async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
-        None => pending().await,
-    }
-}
-
-async fn tick_opt(interval: Option<&mut Interval>) {
-    match interval {
-        Some(interval) => drop(interval.tick().await),
         None => pending().await,
     }
 }

@@ -159,14 +159,13 @@ impl Connection {
 
     /// Fails the connection for a reason decided outside the engine (a
     /// keepalive timeout, server overload): queues the error's close frame
-    /// unless one was sent, drops all buffered input and read-ahead, and
-    /// reports `err` as the next event.
-    pub(crate) fn fail_with(&mut self, err: Error, out: &mut WriteBuf) {
-        self.fail(&err, out);
+    /// unless one was sent, and drops all buffered input and read-ahead.
+    /// The caller reports `err` to the application.
+    pub(crate) fn fail_with(&mut self, err: &Error, out: &mut WriteBuf) {
+        self.fail(err, out);
         self.pending.clear();
         self.pending_bytes = 0;
         self.error_pending = false;
-        self.pending.push_back(Err(err));
     }
 
     /// The buffer received bytes go into. The I/O layer reads straight into

@@ -1,6 +1,7 @@
 //! [`WebSocket`]: the protocol engine driven over an async transport, as a
 //! `Stream` of received messages and a `Sink` of messages to send.
 
+mod keepalive;
 mod observe;
 mod split;
 
@@ -11,12 +12,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
+use keepalive::{Activity, Due, Keepalive, PING_PAYLOAD};
 use observe::Observer;
 pub use split::{WebSocketReader, WebSocketWriter};
 
@@ -87,6 +89,11 @@ pub(crate) struct Inner<IO> {
     /// The stream has ended; nothing more will be read or written.
     done: bool,
     obs: Observer,
+    keepalive: Keepalive,
+    /// Why this side ended the connection (keepalive, idle timeout,
+    /// overload), and whether the reader was told.
+    fault: Option<Kind>,
+    fault_reported: bool,
 }
 
 impl<IO> Drop for Inner<IO> {
@@ -155,6 +162,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     pub(crate) fn observe(&mut self, metrics: Arc<ServiceMetrics>) {
         self.inner.obs.attach(metrics);
     }
+
+    /// Overrides the keepalive settings of the `Config` (those given).
+    pub(crate) fn configure_keepalive(
+        &mut self,
+        ping_interval: Option<Duration>,
+        pong_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) {
+        self.inner
+            .keepalive
+            .configure(ping_interval, pong_timeout, idle_timeout);
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
@@ -169,6 +188,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_timers(cx);
         self.inner.poll_ready(cx)
     }
 
@@ -177,6 +197,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_timers(cx);
         self.inner.poll_flush(cx)
     }
 
@@ -199,7 +220,53 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             shutdown: false,
             done: false,
             obs: Observer::default(),
+            keepalive: Keepalive::new(config),
+            fault: None,
+            fault_reported: false,
         }
+    }
+
+    /// Runs the keepalive and idle timers: queues a ping, or ends the
+    /// connection when the peer stopped answering or went idle. A reader
+    /// calls this on every poll; a split writer only while the reader is
+    /// not waiting (the timers keep one waker, like the transport).
+    pub(crate) fn poll_timers(&mut self, cx: &mut Context<'_>) {
+        if !self.keepalive.is_active() || self.conn.close_sent() || self.done {
+            return;
+        }
+        loop {
+            let activity = Activity {
+                bytes: self.obs.received_total(),
+                messages: self.conn.traffic().messages_received,
+                paused: false,
+            };
+            match self.keepalive.poll(cx, activity) {
+                None => return,
+                Some(Due::Ping) => {
+                    let ping = Message::Ping(Bytes::from_static(PING_PAYLOAD));
+                    let _ = self.conn.send(ping, &mut self.out);
+                }
+                Some(Due::PongTimeout) => {
+                    self.obs.event(ConnEvent::KeepaliveTimeout);
+                    self.fail(Kind::KeepaliveTimeout);
+                    return;
+                }
+                Some(Due::Idle) => {
+                    self.obs.event(ConnEvent::IdleTimeout);
+                    let frame = CloseFrame::new(CloseCode::AWAY, "idle timeout");
+                    let _ = self.conn.send(Message::Close(Some(frame)), &mut self.out);
+                    self.fault = Some(Kind::IdleTimeout);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fails the connection for a reason of this side: close frame queued,
+    /// buffered input dropped; the reader reports `kind` next.
+    fn fail(&mut self, kind: Kind) {
+        self.conn.fail_with(&Error::new(kind), &mut self.out);
+        self.fault = Some(kind);
     }
 
     /// Bookkeeping at the end of every poll: a connection that is about to
@@ -292,6 +359,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         cx: &mut Context<'_>,
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
+        self.poll_timers(cx);
+        if let (Some(kind), false) = (self.fault, self.fault_reported) {
+            self.fault_reported = true;
+            if flush_output {
+                // Get the close frame on its way even if the application
+                // drops the connection on this error.
+                let _ = self.poll_write_out(cx);
+            }
+            return Poll::Ready(Some(Err(Error::new(kind))));
+        }
         loop {
             if self.done {
                 return Poll::Ready(None);
@@ -364,6 +441,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     fn ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(kind) = self.fault {
+            return Poll::Ready(Err(Error::new(kind)));
+        }
         if self.conn.close_sent() || self.done {
             return Poll::Ready(Err(Error::closed()));
         }
@@ -380,6 +460,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.shutdown {
             return Poll::Ready(Ok(()));
+        }
+        if let Some(kind) = self.fault.filter(|k| *k != Kind::IdleTimeout) {
+            // Failed: what is left unsent goes out only while the reader
+            // shuts the connection down (bounded by the close timeout).
+            return Poll::Ready(Err(Error::new(kind)));
         }
         let result = self.poll_write_out(cx);
         self.after_poll(result.is_pending());

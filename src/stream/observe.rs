@@ -19,6 +19,8 @@ pub(crate) struct Observer {
     /// Transport bytes since the last fold.
     wire_received: u64,
     wire_sent: u64,
+    /// Transport bytes ever received.
+    received_total: u64,
     finished: bool,
 }
 
@@ -29,6 +31,11 @@ impl Observer {
 
     pub(crate) fn read(&mut self, n: usize) {
         self.wire_received += n as u64;
+        self.received_total += n as u64;
+    }
+
+    pub(crate) fn received_total(&self) -> u64 {
+        self.received_total
     }
 
     pub(crate) fn wrote(&mut self, n: usize) {
