@@ -53,6 +53,15 @@ impl Handler for WsHandler {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
+    // connections coming and going); warnings and errors by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .as_deref()

@@ -16,9 +16,10 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
 use tower_http::services::ServeDir;
 use tower_ws::handler::{Client, Handler, Hub, Options};
-use tower_ws::{CloseFrame, Message, WebSocketService};
+use tower_ws::{CloseFrame, Message, PeerAddr, WebSocketService};
 
 const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
 
@@ -71,6 +72,15 @@ fn event(kind: &str, from: u64, text: &str, online: usize) -> String {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
+    // connections coming and going); warnings and errors by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let addr: SocketAddr = match std::env::args().nth(1) {
         Some(arg) => arg.parse().map_err(|e| {
             std::io::Error::new(
@@ -102,9 +112,9 @@ async fn main() -> std::io::Result<()> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(_) => {
                     // Out of file descriptors or similar: keep serving.
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -113,7 +123,14 @@ async fn main() -> std::io::Result<()> {
             },
             _ = &mut ctrl_c => break,
         };
-        let service = TowerToHyperService::new(service.clone());
+        // The peer address goes into each request, for the connection's
+        // log span (hyper does not put it there).
+        let service = TowerToHyperService::new(service.clone().map_request(
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            },
+        ));
         tokio::spawn(async move {
             // HTTP/1.1 only (browsers upgrade over it), with a deadline for
             // request heads so slow or silent clients cannot hold sockets.

@@ -35,6 +35,15 @@ async fn echo(mut ws: UpgradedWebSocket, _head: RequestHead) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
+    // connections coming and going); warnings and errors by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut addr: SocketAddr = "127.0.0.1:9001".parse().expect("valid default address");
     let mut deflate = true;
     for arg in std::env::args().skip(1) {

@@ -88,7 +88,7 @@ pub use error::Error;
 pub use extensions::deflate::DeflateConfig;
 pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 pub use service::{
-    RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
+    PeerAddr, RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
     WebSocketLayer, WebSocketService,
 };
 pub use stream::{WebSocket, WebSocketReader, WebSocketWriter};

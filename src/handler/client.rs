@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -39,6 +39,8 @@ pub(super) struct Shared {
     pub(super) wake: Notify,
     /// Becomes true once the connection is over.
     pub(super) closed: watch::Sender<bool>,
+    /// Messages dropped because the queue was full.
+    pub(super) dropped: AtomicU64,
 }
 
 /// A close asked of the connection.
@@ -135,9 +137,28 @@ impl Client {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics.dropped();
+                let _earlier = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 if let Overflow::Close(code) = self.shared.overflow {
                     if self.request_close(CloseFrame::new(code, "send queue full"), false) {
                         metrics.overflow_close();
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(
+                            client = self.id(),
+                            code = code.as_u16(),
+                            "slow consumer: send queue full, closing the client"
+                        );
+                    }
+                } else {
+                    // The first drop is news; the rest are counted (and
+                    // reported when the client leaves).
+                    #[cfg(feature = "tracing")]
+                    if _earlier == 0 {
+                        tracing::debug!(
+                            client = self.id(),
+                            "slow consumer: send queue full, dropping messages"
+                        );
+                    } else {
+                        tracing::trace!(client = self.id(), "slow consumer: message dropped");
                     }
                 }
                 Err(SendError::QueueFull)

@@ -6,7 +6,7 @@
 use std::future::{Future, pending, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
@@ -48,6 +48,7 @@ pub(super) async fn run<H: Handler>(
             close_request: Mutex::new(None),
             wake: Notify::new(),
             closed: watch::Sender::new(false),
+            dropped: AtomicU64::new(0),
         }),
     };
     // Whatever happens from here on, even a panic outside the callbacks, the
@@ -73,7 +74,7 @@ pub(super) async fn run<H: Handler>(
         ended: false,
     };
     if driver
-        .callback(&client, hub.handler.on_open(&client))
+        .callback(&client, "on_open", hub.handler.on_open(&client))
         .await
         .is_err()
     {
@@ -82,11 +83,17 @@ pub(super) async fn run<H: Handler>(
     let frame = driver.serve(&hub.handler, &client).await;
     drop(driver);
     registration.end();
-    if CatchUnwind::new(hub.handler.on_close(&client, frame))
-        .await
-        .is_err()
-    {
-        clients.metrics().panic();
+    #[cfg(feature = "tracing")]
+    match client.shared.dropped.load(Ordering::Relaxed) {
+        0 => {}
+        dropped => tracing::debug!(
+            client = client.id(),
+            dropped,
+            "slow consumer left; messages dropped for it"
+        ),
+    }
+    if let Err(panic) = CatchUnwind::new(hub.handler.on_close(&client, frame)).await {
+        contained(&client, "on_close", &panic);
     }
 }
 
@@ -95,6 +102,37 @@ fn shutdown_close(client: &Client) {
         CloseFrame::new(CloseCode::AWAY, "server shutting down"),
         true,
     );
+}
+
+/// The payload of a panic caught in a callback.
+struct Panic(Box<dyn std::any::Any + Send>);
+
+impl Panic {
+    /// The panic message, when it is a string (as `panic!` makes it).
+    fn message(&self) -> &str {
+        match (
+            self.0.downcast_ref::<&str>(),
+            self.0.downcast_ref::<String>(),
+        ) {
+            (Some(s), _) => s,
+            (_, Some(s)) => s,
+            _ => "(not a string)",
+        }
+    }
+}
+
+/// A callback panicked: counted and logged; the caller closes the client.
+fn contained(client: &Client, callback: &str, panic: &Panic) {
+    client.clients().metrics().panic();
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        client = client.id(),
+        callback,
+        panic = panic.message(),
+        "a handler callback panicked: closing this client with 1011, the others go on"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (callback, panic.message());
 }
 
 fn internal_error() -> CloseFrame {
@@ -170,14 +208,15 @@ impl Driver<'_> {
                 Step::Incoming(Some(Ok(msg))) => {
                     let result = match msg {
                         Message::Text(_) | Message::Binary(_) => {
-                            self.callback(client, handler.on_message(msg, client)).await
+                            self.callback(client, "on_message", handler.on_message(msg, client))
+                                .await
                         }
                         Message::Ping(payload) => {
-                            self.callback(client, handler.on_ping(client, payload))
+                            self.callback(client, "on_ping", handler.on_ping(client, payload))
                                 .await
                         }
                         Message::Pong(payload) => {
-                            self.callback(client, handler.on_pong(client, payload))
+                            self.callback(client, "on_pong", handler.on_pong(client, payload))
                                 .await
                         }
                         Message::Close(frame) => {
@@ -206,8 +245,9 @@ impl Driver<'_> {
     async fn callback<F: Future<Output = ()>>(
         &mut self,
         client: &Client,
+        name: &'static str,
         callback: F,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Panic> {
         let mut callback = pin!(CatchUnwind::new(callback));
         loop {
             let closing = self.deadline.is_some();
@@ -215,8 +255,8 @@ impl Driver<'_> {
             tokio::select! {
                 biased;
                 result = &mut callback => {
-                    if result.is_err() {
-                        client.clients().metrics().panic();
+                    if let Err(panic) = &result {
+                        contained(client, name, panic);
                     }
                     return result;
                 }
@@ -353,14 +393,14 @@ impl<F> CatchUnwind<F> {
 }
 
 impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
+    type Output = Result<F::Output, Panic>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(())),
+            Err(payload) => Poll::Ready(Err(Panic(payload))),
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use super::observe::{OpenGauge, refuse};
 use super::{RequestHead, UpgradeHandler, WebSocketLayer};
 use crate::config::Config;
 use crate::extensions::Extension;
@@ -254,7 +255,10 @@ where
             &settings.policy,
         ) {
             Ok(accept) => accept,
-            Err(reject) => return refuse(settings, Refusal::of_status(reject.status), reject),
+            Err(reject) => {
+                let why = Refusal::of_status(reject.status);
+                return refuse(&settings.metrics, why, reject, &req);
+            }
         };
         if req
             .extensions()
@@ -265,7 +269,7 @@ where
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "this connection cannot be upgraded: serve it with hyper's serve_connection_with_upgrades",
             );
-            return refuse(settings, Refusal::NotUpgradable, reject);
+            return refuse(&settings.metrics, Refusal::NotUpgradable, reject, &req);
         }
         let permit = match &settings.connections {
             None => None,
@@ -276,12 +280,19 @@ where
                         StatusCode::SERVICE_UNAVAILABLE,
                         "too many WebSocket connections: try again later",
                     );
-                    return refuse(settings, Refusal::ConnectionLimit, reject);
+                    return refuse(&settings.metrics, Refusal::ConnectionLimit, reject, &req);
                 }
             },
         };
         let response = accept.response();
         let version = req.version();
+        #[cfg(feature = "tracing")]
+        let span = super::observe::connection_span(&req, accept.protocol.as_ref(), || {
+            #[cfg(feature = "deflate")]
+            return accept.deflate.as_ref().map(|(params, _)| params.response());
+            #[cfg(not(feature = "deflate"))]
+            None
+        });
         settings.metrics.accepted();
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (head, _body) = req.into_parts();
@@ -301,7 +312,7 @@ where
         });
         #[cfg(not(feature = "deflate"))]
         let extension: Option<Box<dyn Extension>> = None;
-        tokio::spawn(async move {
+        let task = async move {
             // The upgrade fails only if the client went away before it finished.
             if let Ok(upgraded) = on_upgrade.await {
                 let mut ws =
@@ -311,34 +322,11 @@ where
                 handler.call(ws, head).await;
             }
             drop(permit);
-        });
+        };
+        #[cfg(feature = "tracing")]
+        let task = tracing::Instrument::instrument(task, span);
+        tokio::spawn(task);
         ResponseFuture::ready(response)
-    }
-}
-
-/// Counts a refused handshake and answers it.
-fn refuse<F>(settings: &Settings, why: Refusal, reject: Reject) -> ResponseFuture<F> {
-    settings.metrics.refused(why);
-    ResponseFuture::ready(reject.response())
-}
-
-/// Counts a WebSocket as open for as long as it lives, even if its handler
-/// panics.
-struct OpenGauge<'a> {
-    metrics: &'a ServiceMetrics,
-    version: http::Version,
-}
-
-impl<'a> OpenGauge<'a> {
-    fn new(metrics: &'a ServiceMetrics, version: http::Version) -> Self {
-        metrics.opened(version);
-        OpenGauge { metrics, version }
-    }
-}
-
-impl Drop for OpenGauge<'_> {
-    fn drop(&mut self) {
-        self.metrics.ended(self.version);
     }
 }
 

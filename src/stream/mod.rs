@@ -248,11 +248,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 }
                 Some(Due::PongTimeout) => {
                     self.obs.event(ConnEvent::KeepaliveTimeout);
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("keepalive ping unanswered: failing the connection with 1011");
                     self.fail(Kind::KeepaliveTimeout);
                     return;
                 }
                 Some(Due::Idle) => {
                     self.obs.event(ConnEvent::IdleTimeout);
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("no message within the idle timeout: closing with 1001");
                     let frame = CloseFrame::new(CloseCode::AWAY, "idle timeout");
                     let _ = self.conn.send(Message::Close(Some(frame)), &mut self.out);
                     self.fault = Some(Kind::IdleTimeout);
@@ -377,9 +381,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 match &event {
                     Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
                         self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                        #[cfg(feature = "tracing")]
+                        tracing::trace!(len = msg.len(), text = msg.is_text(), "message received");
                     }
                     Err(e) if e.is_protocol() || e.is_invalid_payload() || e.is_capacity() => {
                         self.obs.event(ConnEvent::ProtocolError);
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(
+                            error = %e,
+                            code = e.close_code().map(|c| c.as_u16()),
+                            "the peer broke the protocol: failing the connection"
+                        );
                     }
                     _ => {}
                 }
@@ -454,6 +466,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     pub(crate) fn start_send(&mut self, msg: Message) -> Result<(), Error> {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(len = msg.len(), kind = ?msg_kind(&msg), "message sent");
         self.conn.send(msg, &mut self.out)
     }
 
@@ -581,6 +595,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             self.conn.read_buf().clear();
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn msg_kind(msg: &Message) -> &'static str {
+    match msg {
+        Message::Text(_) => "text",
+        Message::Binary(_) => "binary",
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        Message::Close(_) => "close",
     }
 }
 

@@ -1,5 +1,6 @@
 //! What a connection reports about itself: its traffic, folded into the
-//! service's counters at batch boundaries, and its close.
+//! service's counters at batch boundaries, and its close (with the
+//! `tracing` feature, an event with the whole story).
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::proto::{Connection, Traffic};
 const FOLD_EVERY: u64 = 64;
 
 /// A connection's link to its service's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Observer {
     metrics: Option<Arc<ServiceMetrics>>,
     /// The engine's traffic as of the last fold.
@@ -19,9 +20,28 @@ pub(crate) struct Observer {
     /// Transport bytes since the last fold.
     wire_received: u64,
     wire_sent: u64,
-    /// Transport bytes ever received.
+    /// Transport bytes ever received, and sent.
     received_total: u64,
+    sent_total: u64,
     finished: bool,
+    #[cfg(feature = "tracing")]
+    opened: std::time::Instant,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Observer {
+            metrics: None,
+            folded: Traffic::default(),
+            wire_received: 0,
+            wire_sent: 0,
+            received_total: 0,
+            sent_total: 0,
+            finished: false,
+            #[cfg(feature = "tracing")]
+            opened: std::time::Instant::now(),
+        }
+    }
 }
 
 impl Observer {
@@ -40,6 +60,7 @@ impl Observer {
 
     pub(crate) fn wrote(&mut self, n: usize) {
         self.wire_sent += n as u64;
+        self.sent_total += n as u64;
     }
 
     /// Folds what changed since the last fold into the service's counters:
@@ -75,11 +96,14 @@ impl Observer {
         }
     }
 
-    /// The connection is over: last fold, and its close codes counted.
+    /// The connection is over: last fold, and its close codes counted (and
+    /// logged).
     pub(crate) fn finish(&mut self, conn: &Connection) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        #[cfg(feature = "tracing")]
+        self.log_close(conn);
         self.fold(conn);
         if let Some(metrics) = &self.metrics {
             let record = conn.close_record();
@@ -90,5 +114,36 @@ impl Observer {
                 metrics.close_received(frame.code);
             }
         }
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl Observer {
+    fn log_close(&self, conn: &Connection) {
+        let record = conn.close_record();
+        let t = conn.traffic();
+        let closed_by = match (&record.sent, &record.received) {
+            (_, Some(_)) if record.peer_first => "peer",
+            (Some(_), _) => "server",
+            _ => "nobody (the connection dropped without a close frame)",
+        };
+        let ratio = |packed: u64, raw: u64| (raw > 0).then(|| packed as f64 / raw as f64);
+        tracing::debug!(
+            closed_by,
+            code_sent = record.sent.as_ref().map(|f| f.code.as_u16()),
+            reason_sent = record.sent.as_ref().map(|f| display(f.reason.as_str())),
+            code_received = record.received.as_ref().map(|f| f.code.as_u16()),
+            reason_received = record.received.as_ref().map(|f| display(f.reason.as_str())),
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            messages_in = t.messages_received,
+            messages_out = t.messages_sent,
+            bytes_in = t.bytes_received,
+            bytes_out = t.bytes_sent,
+            wire_bytes_in = self.received_total,
+            wire_bytes_out = self.sent_total,
+            compression_in = ratio(t.compressed_bytes_received, t.inflated_bytes_received),
+            compression_out = ratio(t.compressed_bytes_sent, t.deflate_input_bytes_sent),
+            "WebSocket closed"
+        );
     }
 }
