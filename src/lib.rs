@@ -71,6 +71,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
 mod config;
 mod error;
 pub mod extensions;
@@ -82,6 +83,7 @@ pub mod proto;
 mod service;
 mod stream;
 
+pub use budget::MemoryBudget;
 pub use config::Config;
 pub use error::Error;
 #[cfg(feature = "deflate")]

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::hub::Overflow;
 use super::registry::Clients;
+use crate::budget::QueueCharge;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::service::RequestHead;
 
@@ -30,6 +31,8 @@ pub(super) struct Shared {
     pub(super) id: u64,
     pub(super) head: RequestHead,
     pub(super) queue: mpsc::Sender<Message>,
+    /// Charges queued messages to the connection's memory budget.
+    pub(super) charge: QueueCharge,
     pub(super) overflow: Overflow,
     pub(super) clients: Clients,
     /// Cleared when the closing handshake starts or the connection ends.
@@ -129,13 +132,20 @@ impl Client {
             return Ok(());
         }
         let metrics = self.shared.clients.metrics();
+        let len = msg.len();
+        // Charged before it is queued: the connection may take it at once.
+        self.shared.charge.add(len);
         match self.shared.queue.try_send(msg) {
             Ok(()) => {
                 metrics.queued();
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.charge.remove(len);
+                Err(SendError::Closed)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.charge.remove(len);
                 metrics.dropped();
                 let _earlier = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 if let Overflow::Close(code) = self.shared.overflow {

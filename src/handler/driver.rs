@@ -19,6 +19,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::Handler;
 use super::client::{self, Client};
 use super::hub::{Options, Shared};
+use crate::budget::QueueCharge;
 use crate::error::Error;
 use crate::message::{CloseCode, CloseFrame, Message};
 use crate::service::{RequestHead, UpgradedWebSocket};
@@ -37,11 +38,14 @@ pub(super) async fn run<H: Handler>(
         return;
     }
     let (queue, rx) = mpsc::channel(options.queue_capacity);
+    // Queued messages count in the service's memory budget.
+    let charge = ws.queue_charge();
     let client = Client {
         shared: Arc::new(client::Shared {
             id: clients.next_id(),
             head,
             queue,
+            charge: charge.clone(),
             overflow: options.overflow,
             clients: clients.clone(),
             open: AtomicBool::new(true),
@@ -68,6 +72,7 @@ pub(super) async fn run<H: Handler>(
     let mut driver = Driver {
         ws,
         rx,
+        charge,
         options,
         close_frame: None,
         deadline: None,
@@ -168,6 +173,7 @@ enum Step {
 struct Driver<'a> {
     ws: UpgradedWebSocket,
     rx: mpsc::Receiver<Message>,
+    charge: QueueCharge,
     options: &'a Options,
     /// The frame that started the closing handshake, whoever sent it.
     close_frame: Option<CloseFrame>,
@@ -306,7 +312,10 @@ impl Driver<'_> {
         while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
             match self.rx.poll_recv(cx) {
                 // An invalid message (never built by `Client`) is dropped.
-                Poll::Ready(Some(msg)) => drop(ws.as_mut().start_send(msg)),
+                Poll::Ready(Some(msg)) => {
+                    self.charge.remove(msg.len());
+                    drop(ws.as_mut().start_send(msg));
+                }
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
@@ -324,8 +333,21 @@ impl Driver<'_> {
     /// The connection failed (or timed out) with `err`: the WebSocket sent
     /// the close frame that goes with it, if any.
     fn failed(&mut self, client: &Client, err: &Error) {
+        if err.is_overloaded() {
+            // Closed to free memory: what is queued will never be sent.
+            self.discard_queue();
+        }
         if let Some(code) = err.close_code() {
             self.closing(client, CloseFrame::new(code, err.close_reason()));
+        }
+    }
+
+    /// Drops what is queued, releasing its memory; nothing can be queued
+    /// after this.
+    fn discard_queue(&mut self) {
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            self.charge.remove(msg.len());
         }
     }
 
@@ -356,6 +378,7 @@ impl Driver<'_> {
         let mut ws = Pin::new(&mut self.ws);
         if drain {
             while let Ok(msg) = self.rx.try_recv() {
+                self.charge.remove(msg.len());
                 drop(ws.as_mut().start_send(msg));
             }
         }
@@ -367,6 +390,12 @@ impl Driver<'_> {
             }
         }
         self.closing(client, frame);
+    }
+}
+
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        self.discard_queue();
     }
 }
 

@@ -15,6 +15,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::observe::{OpenGauge, refuse};
 use super::{RequestHead, UpgradeHandler, WebSocketLayer};
+use crate::budget::{Budget, MemoryBudget};
 use crate::config::Config;
 use crate::extensions::Extension;
 use crate::handshake::{self, OriginPolicy, Policy, Protocols, Reject};
@@ -75,6 +76,8 @@ struct Settings {
     connections: Option<Arc<Semaphore>>,
     /// The counters, shared by every clone of the service.
     metrics: Arc<ServiceMetrics>,
+    /// The memory all connections buffer, against an optional limit.
+    budget: Arc<Budget>,
 }
 
 impl<H> WebSocketService<H, UpgradeRequired> {
@@ -96,6 +99,7 @@ impl<H> WebSocketService<H, UpgradeRequired> {
                 path: None,
                 connections: None,
                 metrics: Arc::default(),
+                budget: Arc::default(),
             }),
         }
     }
@@ -203,11 +207,40 @@ impl<H, S> WebSocketService<H, S> {
         self
     }
 
+    /// One memory budget for every connection of this service (and its
+    /// clones): what they buffer together. While it is exhausted, upgrades
+    /// get `503 Service Unavailable` with `Retry-After: 1`, connections stop
+    /// reading (their peers feel TCP backpressure), and past the grace
+    /// period the connections holding the most unsent output are closed
+    /// with 1013 (or the code set) and counted in
+    /// [`Stats::budget_closes`](crate::metrics::Stats::budget_closes). See
+    /// [`MemoryBudget`] for what counts.
+    ///
+    /// ```
+    /// use tower_ws::{MemoryBudget, RequestHead, UpgradedWebSocket, WebSocketService};
+    ///
+    /// let service = WebSocketService::new(|_ws: UpgradedWebSocket, _head: RequestHead| async {})
+    ///     .memory_budget(MemoryBudget::new(512 << 20));
+    /// assert_eq!(service.stats().memory_budget, Some(512 << 20));
+    /// ```
+    ///
+    /// Default is no limit (buffered bytes are still counted in
+    /// [`Stats::buffered_bytes`](crate::metrics::Stats::buffered_bytes)).
+    pub fn memory_budget(mut self, budget: MemoryBudget) -> Self {
+        self.settings().budget = Arc::new(Budget::new(Some(budget)));
+        self
+    }
+
     /// A snapshot of the counters of this service and all its clones:
     /// open connections, handshakes, traffic, close codes, buffered bytes.
     /// Cheap enough to call on every scrape.
     pub fn stats(&self) -> Stats {
-        self.settings.metrics.snapshot(0, None, 0)
+        let budget = &self.settings.budget;
+        self.settings.metrics.snapshot(
+            budget.used() as u64,
+            budget.limit().map(|l| l as u64),
+            budget.closes(),
+        )
     }
 
     /// The inner service.
@@ -271,6 +304,13 @@ where
             );
             return refuse(&settings.metrics, Refusal::NotUpgradable, reject, &req);
         }
+        if settings.budget.is_exhausted() {
+            let reject = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is short of memory for new WebSockets: try again later",
+            );
+            return refuse(&settings.metrics, Refusal::MemoryBudget, reject, &req);
+        }
         let permit = match &settings.connections {
             None => None,
             Some(connections) => match connections.clone().try_acquire_owned() {
@@ -318,6 +358,7 @@ where
                 let mut ws =
                     WebSocket::from_raw(TokioIo::new(upgraded), &settings.config, extension);
                 ws.observe(settings.metrics.clone());
+                ws.attach_budget(&settings.budget);
                 let _open = OpenGauge::new(&settings.metrics, version);
                 handler.call(ws, head).await;
             }

@@ -22,6 +22,7 @@ use keepalive::{Activity, Due, Keepalive, PING_PAYLOAD};
 use observe::Observer;
 pub use split::{WebSocketReader, WebSocketWriter};
 
+use crate::budget::{Account, Budget, QueueCharge};
 use crate::config::Config;
 use crate::error::{Error, Kind};
 use crate::extensions::Extension;
@@ -94,6 +95,8 @@ pub(crate) struct Inner<IO> {
     /// overload), and whether the reader was told.
     fault: Option<Kind>,
     fault_reported: bool,
+    /// This connection's share of the service's memory budget.
+    account: Account,
 }
 
 impl<IO> Drop for Inner<IO> {
@@ -163,6 +166,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
         self.inner.obs.attach(metrics);
     }
 
+    /// Charges this connection's buffers to a service's memory budget.
+    pub(crate) fn attach_budget(&mut self, budget: &Arc<Budget>) {
+        self.inner.account.attach(budget);
+    }
+
+    /// Where a hub charges the messages queued for this connection.
+    pub(crate) fn queue_charge(&self) -> QueueCharge {
+        self.inner.account.queue_charge()
+    }
+
     /// Overrides the keepalive settings of the `Config` (those given).
     pub(crate) fn configure_keepalive(
         &mut self,
@@ -223,7 +236,28 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             keepalive: Keepalive::new(config),
             fault: None,
             fault_reported: false,
+            account: Account::default(),
         }
+    }
+
+    /// The memory budget chose this connection to close (it holds the most
+    /// while memory is short): its unsent output is dropped (but for the
+    /// rest of a frame being written), its input too, and it is failed
+    /// with the budget's close code.
+    fn check_evicted(&mut self) {
+        if self.fault.is_some() || !self.account.is_evicted() {
+            return;
+        }
+        let _dropped = self.out.discard_unsent();
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            unsent_bytes_dropped = _dropped,
+            code = self.account.close_code().as_u16(),
+            "closed for the memory budget: this connection held the most"
+        );
+        self.fail(Kind::Overloaded(self.account.close_code()));
+        self.account
+            .sync(self.conn.buffered_bytes(), self.out.buffered_bytes());
     }
 
     /// Runs the keepalive and idle timers: queues a ping, or ends the
@@ -238,7 +272,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             let activity = Activity {
                 bytes: self.obs.received_total(),
                 messages: self.conn.traffic().messages_received,
-                paused: false,
+                paused: self.account.is_paused(),
             };
             match self.keepalive.poll(cx, activity) {
                 None => return,
@@ -275,9 +309,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// Bookkeeping at the end of every poll: a connection that is about to
     /// wait folds its counters.
-    fn after_poll(&mut self, pending: bool) {
+    fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
+        self.account
+            .sync(self.conn.buffered_bytes(), self.out.buffered_bytes());
         if pending {
             self.obs.fold(&self.conn);
+            self.account.register_waker(cx, reader);
         } else {
             self.obs.fold_if_due(&self.conn);
         }
@@ -305,6 +342,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// Reads once from the transport into the engine. `Ok(false)` is EOF.
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        // While the memory budget is exhausted, nothing more is read: the
+        // peer feels TCP backpressure.
+        ready!(self.account.poll_read_permit(cx));
+        let result = self.read_some(cx);
+        if let Poll::Ready(Ok(true)) = result {
+            self.account
+                .sync(self.conn.buffered_bytes(), self.out.buffered_bytes());
+        }
+        result
+    }
+
+    fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         if self.conn.read_buf().capacity() == 0 {
             // A connection that has received nothing yet holds no read buffer:
             // wait for its first bytes with a small one on the stack, so
@@ -354,7 +403,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
         let result = self.next_message(cx, flush_output);
-        self.after_poll(result.is_pending());
+        self.after_poll(cx, result.is_pending(), true);
         result
     }
 
@@ -363,6 +412,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         cx: &mut Context<'_>,
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
+        self.check_evicted();
         self.poll_timers(cx);
         if let (Some(kind), false) = (self.fault, self.fault_reported) {
             self.fault_reported = true;
@@ -448,11 +498,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let result = self.ready_to_send(cx);
-        self.after_poll(result.is_pending());
+        self.after_poll(cx, result.is_pending(), false);
         result
     }
 
     fn ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.check_evicted();
         if let Some(kind) = self.fault {
             return Poll::Ready(Err(Error::new(kind)));
         }
@@ -475,13 +526,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         if self.shutdown {
             return Poll::Ready(Ok(()));
         }
+        self.check_evicted();
         if let Some(kind) = self.fault.filter(|k| *k != Kind::IdleTimeout) {
             // Failed: what is left unsent goes out only while the reader
             // shuts the connection down (bounded by the close timeout).
             return Poll::Ready(Err(Error::new(kind)));
         }
         let result = self.poll_write_out(cx);
-        self.after_poll(result.is_pending());
+        self.after_poll(cx, result.is_pending(), false);
         result
     }
 
