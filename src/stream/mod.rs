@@ -22,7 +22,7 @@ use keepalive::{Activity, Due, Keepalive, PING_PAYLOAD};
 use observe::Observer;
 pub use split::{WebSocketReader, WebSocketWriter};
 
-use crate::budget::{Account, Budget, QueueCharge};
+use crate::budget::{Account, Budget, QueueCharge, RESERVE_MIN};
 use crate::config::Config;
 use crate::error::{Error, Kind};
 use crate::extensions::Extension;
@@ -257,7 +257,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         );
         self.fail(Kind::Overloaded(self.account.close_code()));
         self.account
-            .sync(self.conn.buffered_bytes(), self.out.buffered_bytes());
+            .sync(self.input_held().0, self.out.buffered_bytes());
     }
 
     /// Runs the keepalive and idle timers: queues a ping, or ends the
@@ -311,7 +311,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// wait folds its counters.
     fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
         self.account
-            .sync(self.conn.buffered_bytes(), self.out.buffered_bytes());
+            .sync(self.input_held().0, self.out.buffered_bytes());
         if pending {
             self.obs.fold(&self.conn);
             self.account.register_waker(cx, reader);
@@ -344,13 +344,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         // While the memory budget is exhausted, nothing more is read: the
         // peer feels TCP backpressure.
-        ready!(self.account.poll_read_permit(cx));
+        let (input, large_frame) = self.input_held();
+        ready!(self.account.poll_read_permit(cx, input, large_frame));
         let result = self.read_some(cx);
         if let Poll::Ready(Ok(true)) = result {
             self.account
-                .sync(self.conn.buffered_bytes(), self.out.buffered_bytes());
+                .sync(self.input_held().0, self.out.buffered_bytes());
         }
         result
+    }
+
+    /// What the connection holds on the input side, counting the rest of
+    /// the frame being received when it is large (the memory budget admits
+    /// large frames whole); and whether it is.
+    fn input_held(&self) -> (usize, bool) {
+        let remaining = self.conn.frame_remaining();
+        let large = remaining >= RESERVE_MIN;
+        let rest = if large { remaining } else { 0 };
+        (self.conn.buffered_bytes() + rest, large)
     }
 
     fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {

@@ -21,6 +21,9 @@ use http::{StatusCode, Version};
 use crate::message::CloseCode;
 use crate::proto::Traffic;
 
+#[cfg(feature = "metrics")]
+mod export;
+
 /// The HTTP versions a WebSocket can be opened over, as gauge indices.
 const HTTP1: usize = 0;
 const HTTP2: usize = 1;
