@@ -5,17 +5,29 @@
 //! Each connection keeps an [`Account`]: what it holds is charged to the
 //! shared total when it waits for I/O (and after every read), in 4 KiB
 //! granules with hysteresis, so a busy connection touches the shared
-//! counter only when its buffers really grow or shrink. While the total is
-//! at the limit:
+//! counter only when its buffers really grow or shrink.
+//!
+//! A large frame (64 KiB or more still to come) is admitted whole: its
+//! declared length is reserved before its payload is read, and only if it
+//! fits; otherwise that connection waits (TCP backpressure) until another
+//! message completes. Admitted frames always finish, so many large
+//! messages arriving at once go through in turn instead of all holding a
+//! part and none completing.
+//!
+//! While the total is at the limit (or a reservation found no room above
+//! seven eighths of it):
 //!
 //! - new handshakes are refused with `503` and `Retry-After`;
-//! - connections stop reading (the peers feel TCP backpressure) until the
-//!   total falls below seven eighths of the limit;
-//! - if that lasts the grace period, the connections holding the most
-//!   unsent output (then, if that is not enough, the most partly received
-//!   input) are closed with the budget's code, most first, until what they
-//!   hold brings the total below seven eighths; again every grace period
-//!   while the pressure lasts.
+//! - connections stop reading (the peers feel TCP backpressure), except to
+//!   finish frames already admitted, until the total falls below seven
+//!   eighths of the limit;
+//! - if that lasts the grace period, the connections that have held 64 KiB
+//!   or more of unsent output with nothing written to them for the whole
+//!   grace period (peers that do not read) are closed with the budget's
+//!   code, most first, until what they hold brings the total below seven
+//!   eighths; again every grace period while the pressure lasts. Readers
+//!   that read, even slowly, are never closed for the budget (a hub's
+//!   queue bound deals with slow ones).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -144,7 +156,7 @@ pub(crate) struct Holder {
     output: AtomicUsize,
     queued: AtomicUsize,
     /// Milliseconds after the epoch since when the unsent output has been
-    /// at least `MIN_VICTIM`; 0 when it is not.
+    /// at least `MIN_VICTIM` and nothing was written; 0 when it is not.
     stuck_since: AtomicU64,
     evicted: AtomicBool,
     reader: AtomicWaker,
@@ -383,6 +395,8 @@ pub(crate) struct Account {
     slot: Option<usize>,
     /// Waiting for room to read.
     waiting: Option<Pin<Box<OwnedNotified>>>,
+    /// Bytes written to the transport as of the last sync.
+    written: u64,
 }
 
 impl Account {
@@ -395,22 +409,25 @@ impl Account {
 
     /// Charges what the connection holds now: `input` (read buffer,
     /// reassembly, read-ahead, and the rest of an admitted large frame)
-    /// and `output` (unsent frames).
-    pub(crate) fn sync(&mut self, input: usize, output: usize) {
+    /// and `output` (unsent frames); `written` is every byte written to the
+    /// transport so far, to tell a slow reader from one that reads nothing.
+    pub(crate) fn sync(&mut self, input: usize, output: usize, written: u64) {
         let Some(budget) = &self.budget else {
             return;
         };
         resync(budget, &self.holder.input, input);
-        let before = self.holder.output.load(Relaxed);
         resync(budget, &self.holder.output, output);
-        let after = self.holder.output.load(Relaxed);
-        if self.slot.is_some() && (before >= MIN_VICTIM) != (after >= MIN_VICTIM) {
-            let since = if after >= MIN_VICTIM {
-                budget.now_ms()
-            } else {
-                0
-            };
-            self.holder.stuck_since.store(since, Relaxed);
+        if self.slot.is_some() {
+            // Stuck: holding unsent output with nothing written since.
+            let stuck = &self.holder.stuck_since;
+            if output < MIN_VICTIM {
+                if stuck.load(Relaxed) != 0 {
+                    stuck.store(0, Relaxed);
+                }
+            } else if written != self.written || stuck.load(Relaxed) == 0 {
+                stuck.store(budget.now_ms(), Relaxed);
+            }
+            self.written = written;
         }
     }
 
@@ -501,7 +518,7 @@ impl Account {
 
 impl Drop for Account {
     fn drop(&mut self) {
-        self.sync(0, 0);
+        self.sync(0, 0, self.written);
         if let (Some(budget), Some(slot)) = (&self.budget, self.slot) {
             budget.deregister(slot);
         }
@@ -540,8 +557,13 @@ pub(crate) struct QueueCharge {
     holder: Arc<Holder>,
 }
 
+/// What a queued message costs besides its payload: its slot in the queue.
+const QUEUE_SLOT: usize = std::mem::size_of::<crate::message::Message>();
+
 impl QueueCharge {
-    pub(crate) fn add(&self, bytes: usize) {
+    /// Charges a message of `len` payload bytes (and its queue slot).
+    pub(crate) fn add(&self, len: usize) {
+        let bytes = len + QUEUE_SLOT;
         let Some(budget) = &self.budget else {
             return;
         };
@@ -552,10 +574,12 @@ impl QueueCharge {
         }
     }
 
-    pub(crate) fn remove(&self, bytes: usize) {
+    /// Releases what [`add`](Self::add) charged for a message of `len`.
+    pub(crate) fn remove(&self, len: usize) {
         let Some(budget) = &self.budget else {
             return;
         };
+        let bytes = len + QUEUE_SLOT;
         let old = self.holder.queued.fetch_sub(bytes, Relaxed);
         let granules = old / GRANULE - (old - bytes) / GRANULE;
         if granules > 0 {
@@ -577,18 +601,18 @@ mod tests {
         let budget = limited(1 << 30);
         let mut account = Account::default();
         account.attach(&budget);
-        account.sync(8192, 0);
+        account.sync(8192, 0, 0);
         assert_eq!(budget.used(), 8192);
         // A read buffer that shrinks a little as messages are split off.
         for len in (4000..8192).rev().step_by(100) {
-            account.sync(len, 0);
+            account.sync(len, 0, 0);
             assert_eq!(budget.used(), 8192);
         }
-        account.sync(8193, 100);
+        account.sync(8193, 100, 0);
         assert_eq!(budget.used(), 12288 + 4096);
-        account.sync(0, 0);
+        account.sync(0, 0, 0);
         assert_eq!(budget.used(), 0);
-        account.sync(100_000, 50_000);
+        account.sync(100_000, 50_000, 0);
         drop(account);
         assert_eq!(budget.used(), 0, "everything is released on drop");
     }
@@ -602,7 +626,8 @@ mod tests {
         for _ in 0..1000 {
             queue.add(100);
         }
-        assert_eq!(budget.used(), 100_000 / GRANULE * GRANULE);
+        let total = 1000 * (100 + QUEUE_SLOT);
+        assert_eq!(budget.used(), total / GRANULE * GRANULE);
         for _ in 0..1000 {
             queue.remove(100);
         }
@@ -621,14 +646,14 @@ mod tests {
         let mut b = Account::default();
         b.attach(&budget);
         assert!(b.poll_read_permit(&mut cx(), 0, false).is_ready());
-        a.sync(1 << 20, 0);
+        a.sync(1 << 20, 0, 0);
         assert!(budget.is_exhausted());
         assert!(b.poll_read_permit(&mut cx(), 0, false).is_pending());
         assert!(b.is_paused());
         // Below the limit but above seven eighths: still paused.
-        a.sync((1 << 20) - (64 << 10), 0);
+        a.sync((1 << 20) - (64 << 10), 0, 0);
         assert!(b.poll_read_permit(&mut cx(), 0, false).is_pending());
-        a.sync(1 << 19, 0);
+        a.sync(1 << 19, 0, 0);
         assert!(!budget.is_exhausted());
         assert!(b.poll_read_permit(&mut cx(), 0, false).is_ready());
         assert!(!b.is_paused());
@@ -650,12 +675,12 @@ mod tests {
         // The admitted frame is read to its end even if the budget fills.
         let mut c = Account::default();
         c.attach(&budget);
-        c.sync(500 << 10, 0);
+        c.sync(500 << 10, 0, 0);
         assert!(budget.is_exhausted());
         assert!(a.poll_read_permit(&mut cx(), 600 << 10, true).is_ready());
-        c.sync(0, 0);
+        c.sync(0, 0, 0);
         // Its message is delivered: the second frame gets its turn.
-        a.sync(0, 0);
+        a.sync(0, 0, 0);
         assert!(b.poll_read_permit(&mut cx(), 600 << 10, true).is_ready());
         assert_eq!(budget.used(), 600 << 10);
     }
@@ -667,10 +692,10 @@ mod tests {
         for a in &mut accounts {
             a.attach(&budget);
         }
-        accounts[0].sync(0, 600 << 10);
-        accounts[1].sync(0, 300 << 10);
-        accounts[2].sync(200 << 10, 0);
-        accounts[3].sync(8 << 10, 8 << 10);
+        accounts[0].sync(0, 600 << 10, 0);
+        accounts[1].sync(0, 300 << 10, 0);
+        accounts[2].sync(200 << 10, 0, 0);
+        accounts[3].sync(8 << 10, 8 << 10, 0);
         assert!(budget.is_exhausted());
         tokio::time::sleep(Duration::from_millis(1900)).await;
         assert!(
@@ -683,27 +708,32 @@ mod tests {
         assert_eq!(evicted, [true, false, false, false]);
         assert_eq!(budget.closes(), 1);
         // It lets go of its memory: the pressure ends.
-        accounts[0].sync(0, 0);
+        accounts[0].sync(0, 0, 0);
         assert!(!budget.is_exhausted());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn readers_that_keep_up_are_never_closed() {
+    async fn slow_readers_are_not_closed_dead_ones_are() {
         let budget = limited(1 << 20);
         let mut hog = Account::default();
         hog.attach(&budget);
-        hog.sync(1 << 20, 0);
-        let mut reader = Account::default();
-        reader.attach(&budget);
+        hog.sync(1 << 20, 0, 0);
+        let mut slow = Account::default();
+        slow.attach(&budget);
+        let mut dead = Account::default();
+        dead.attach(&budget);
+        dead.sync(0, 128 << 10, 1000);
+        let mut written = 0;
         for _ in 0..30 {
-            // Holds a large message now and then, and writes it out.
-            reader.sync(0, 256 << 10);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            reader.sync(0, 0);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Always behind, but some bytes go out between two waits.
+            written += 4096;
+            slow.sync(0, 256 << 10, written);
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(budget.is_exhausted());
-        assert!(!reader.is_evicted());
-        assert_eq!(budget.closes(), 0, "input is never a reason to close");
+        assert!(!slow.is_evicted());
+        assert!(dead.is_evicted());
+        assert!(!hog.is_evicted(), "input is never a reason to close");
+        assert_eq!(budget.closes(), 1);
     }
 }

@@ -256,8 +256,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             "closed for the memory budget: this connection held the most"
         );
         self.fail(Kind::Overloaded(self.account.close_code()));
-        self.account
-            .sync(self.input_held().0, self.out.buffered_bytes());
+        self.account.sync(
+            self.input_held().0,
+            self.out.buffered_bytes(),
+            self.obs.sent_total(),
+        );
     }
 
     /// Runs the keepalive and idle timers: queues a ping, or ends the
@@ -310,8 +313,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// Bookkeeping at the end of every poll: a connection that is about to
     /// wait folds its counters.
     fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
-        self.account
-            .sync(self.input_held().0, self.out.buffered_bytes());
+        self.account.sync(
+            self.input_held().0,
+            self.out.buffered_bytes(),
+            self.obs.sent_total(),
+        );
         if pending {
             self.obs.fold(&self.conn);
             self.account.register_waker(cx, reader);
@@ -348,8 +354,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         ready!(self.account.poll_read_permit(cx, input, large_frame));
         let result = self.read_some(cx);
         if let Poll::Ready(Ok(true)) = result {
-            self.account
-                .sync(self.input_held().0, self.out.buffered_bytes());
+            self.account.sync(
+                self.input_held().0,
+                self.out.buffered_bytes(),
+                self.obs.sent_total(),
+            );
         }
         result
     }

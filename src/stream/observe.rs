@@ -58,6 +58,10 @@ impl Observer {
         self.received_total
     }
 
+    pub(crate) fn sent_total(&self) -> u64 {
+        self.sent_total
+    }
+
     pub(crate) fn wrote(&mut self, n: usize) {
         self.wire_sent += n as u64;
         self.sent_total += n as u64;
