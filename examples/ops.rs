@@ -7,10 +7,12 @@
 //! defaults to 127.0.0.1:8090; 127.0.0.1:0 picks a free port). It prints
 //! `tower-ws ops server on http://ADDR/` first.
 //!
-//! At `/ws` a [`Hub`] runs: every connected client receives the feed, a
+//! A WebSocket on `/upload` gets the same answers without the feed; on
+//! any other path (`/ws`) a [`Hub`] runs: every client receives the feed, a
 //! binary message of a sequence number (8 bytes, big-endian) and
 //! `--feed-size` bytes whose value at offset `i` is `(seq + i) % 256`,
-//! every `--feed-interval-ms` (0: as fast as the server can); a text
+//! every `--feed-interval-ms` (0: as fast as the server can), once
+//! `--feed-after` clients have connected (0: from the start); a text
 //! message is echoed to its sender; a binary message is answered with the
 //! text `ack LEN SUM`, SUM being the wrapping sum of its little-endian
 //! 64-bit words (the tail zero-padded) in hex.
@@ -18,7 +20,7 @@
 //! Options: `--budget-mib N` (256), `--grace-ms N` (2000), `--queue N`
 //! (send queue per client, 128), `--overflow drop|close` (close: 1013),
 //! `--feed-size N` (1024), `--feed-interval-ms N` (1000), `--ping-secs N`
-//! (20), `--max-connections N` (20000).
+//! (20), `--max-connections N` (20000), `--feed-after N` (0).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,8 +36,10 @@ use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::ServiceExt;
 use tower_ws::handler::{Client, Clients, Handler, Hub, Options, Overflow};
+use tower_ws::metrics::{HubStats, Stats};
 use tower_ws::{
-    CloseCode, Config, MemoryBudget, Message, PeerAddr, UpgradeHandler, WebSocketService,
+    CloseCode, Config, MemoryBudget, Message, PeerAddr, RequestHead, UpgradeHandler,
+    UpgradedWebSocket, WebSocketService,
 };
 
 struct Settings {
@@ -48,6 +52,7 @@ struct Settings {
     feed_interval_ms: u64,
     ping_secs: u64,
     max_connections: usize,
+    feed_after: usize,
 }
 
 fn parse_args() -> Result<Settings, String> {
@@ -61,6 +66,7 @@ fn parse_args() -> Result<Settings, String> {
         feed_interval_ms: 1000,
         ping_secs: 20,
         max_connections: 20_000,
+        feed_after: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,6 +87,7 @@ fn parse_args() -> Result<Settings, String> {
             "--feed-interval-ms" => s.feed_interval_ms = number(value()?)?,
             "--ping-secs" => s.ping_secs = number(value()?)?,
             "--max-connections" => s.max_connections = number(value()?)? as usize,
+            "--feed-after" => s.feed_after = number(value()?)? as usize,
             addr if !addr.starts_with("--") => {
                 s.addr = addr
                     .parse()
@@ -124,8 +131,12 @@ fn word_sum(data: &[u8]) -> u64 {
     sum
 }
 
-/// Broadcasts the feed to every client, forever.
-async fn feed(clients: Clients, size: usize, interval: Duration) {
+/// Broadcasts the feed to every client, forever, once `after` clients
+/// have connected.
+async fn feed(clients: Clients, size: usize, interval: Duration, after: usize) {
+    while clients.len() < after {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut seq: u64 = 0;
     loop {
         seq += 1;
@@ -141,17 +152,36 @@ async fn feed(clients: Clients, size: usize, interval: Duration) {
     }
 }
 
+/// `/upload` to the uploads hub, any other path to the feed hub.
+#[derive(Clone)]
+struct Route {
+    feed: Hub<Feed>,
+    uploads: Hub<Feed>,
+}
+
+impl UpgradeHandler for Route {
+    type Future = <Hub<Feed> as UpgradeHandler>::Future;
+
+    fn call(&self, ws: UpgradedWebSocket, head: RequestHead) -> Self::Future {
+        if head.uri.path() == "/upload" {
+            self.uploads.call(ws, head)
+        } else {
+            self.feed.call(ws, head)
+        }
+    }
+}
+
 /// `/metrics` (Prometheus text), `/healthz`, and 404 for the rest.
-async fn routes<H: UpgradeHandler>(
+async fn routes(
     req: Request<Incoming>,
-    service: WebSocketService<H>,
-    hub: Hub<Feed>,
+    stats: Stats,
+    hub: HubStats,
     prometheus: PrometheusHandle,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match req.uri().path() {
         "/metrics" => {
-            service.stats().publish();
-            hub.stats().publish();
+            stats.publish();
+            hub.publish();
             (StatusCode::OK, prometheus.render())
         }
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
@@ -187,8 +217,14 @@ async fn main() -> std::io::Result<()> {
     let config = Config::default()
         .ping_interval(Some(Duration::from_secs(s.ping_secs)))
         .pong_timeout(Duration::from_secs(s.ping_secs));
-    let websocket = WebSocketService::new(hub.clone())
-        .path("/ws")
+    // Uploads get a hub of their own, without the feed; one service (and
+    // so one memory budget) serves both.
+    let uploads = Hub::new(Feed, Options::default().queue_capacity(s.queue));
+    let route = Route {
+        feed: hub.clone(),
+        uploads,
+    };
+    let websocket = WebSocketService::new(route)
         .config(config)
         .max_connections(s.max_connections)
         .memory_budget(
@@ -197,14 +233,14 @@ async fn main() -> std::io::Result<()> {
     let probe = websocket.clone();
     let clients = hub.clients().clone();
     let service = websocket.with_inner(tower::service_fn(move |req| {
-        routes(req, probe.clone(), hub.clone(), prometheus.clone())
+        routes(req, probe.stats(), hub.stats(), prometheus.clone())
     }));
     let interval = Duration::from_millis(s.feed_interval_ms);
-    tokio::spawn(feed(clients, s.feed_size, interval));
+    tokio::spawn(feed(clients, s.feed_size, interval, s.feed_after));
 
     let listener = tokio::net::TcpListener::bind(s.addr).await?;
     println!(
-        "tower-ws ops server on http://{}/ (WebSocket at /ws, /metrics, /healthz)",
+        "tower-ws ops server on http://{}/ (WebSockets at /ws and /upload, /metrics, /healthz)",
         listener.local_addr()?
     );
     loop {

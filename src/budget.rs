@@ -38,9 +38,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use atomic_waker::AtomicWaker;
+use bytes::Bytes;
 use tokio::sync::{Notify, futures::OwnedNotified};
 
-use crate::message::CloseCode;
+use crate::message::{CloseCode, Message, Utf8Bytes};
 
 /// Bytes are charged in granules of this size.
 const GRANULE: usize = 4 << 10;
@@ -397,6 +398,8 @@ pub(crate) struct Account {
     waiting: Option<Pin<Box<OwnedNotified>>>,
     /// Bytes written to the transport as of the last sync.
     written: u64,
+    /// The admitted large frame ends when this many bytes were received.
+    admitted_end: u64,
 }
 
 impl Account {
@@ -434,15 +437,21 @@ impl Account {
     /// Whether reading may go on; if not, `cx` is woken when there is room.
     ///
     /// `input` is what the connection holds on the input side, with the
-    /// rest of the frame being received when `large_frame`: a large frame
-    /// is admitted (that input reserved) only if it fits, and once
-    /// admitted it is read to its end even while the budget is exhausted.
+    /// rest of the frame being received when that rest, `remaining`, is
+    /// large: a large frame is admitted (that input reserved) only if it
+    /// fits, and once admitted it is read to its end (`received` counts
+    /// the bytes received so far) even while the budget is exhausted.
     pub(crate) fn poll_read_permit(
         &mut self,
         cx: &mut Context<'_>,
         input: usize,
-        large_frame: bool,
+        remaining: usize,
+        received: u64,
     ) -> Poll<()> {
+        let large_frame = remaining >= RESERVE_MIN;
+        if large_frame && received < self.admitted_end {
+            return Poll::Ready(());
+        }
         let Some(budget) = self.budget.as_ref().filter(|b| b.settings.is_some()) else {
             return Poll::Ready(());
         };
@@ -455,8 +464,9 @@ impl Account {
                 let wanted = input.next_multiple_of(GRANULE);
                 let charged = self.holder.input.load(Relaxed);
                 let admitted = wanted <= charged || budget.try_charge(wanted - charged);
-                if admitted && wanted > charged {
-                    self.holder.input.store(wanted, Relaxed);
+                if admitted {
+                    self.holder.input.store(wanted.max(charged), Relaxed);
+                    self.admitted_end = received + remaining as u64;
                 }
                 admitted
             } else {
@@ -474,6 +484,12 @@ impl Account {
                 },
             }
         }
+    }
+
+    /// Whether large frames are admitted whole (the budget has a limit), so
+    /// their whole payload may be allocated at once.
+    pub(crate) fn admits_whole_frames(&self) -> bool {
+        self.slot.is_some()
     }
 
     /// Reading is paused by the budget.
@@ -558,12 +574,39 @@ pub(crate) struct QueueCharge {
 }
 
 /// What a queued message costs besides its payload: its slot in the queue.
-const QUEUE_SLOT: usize = std::mem::size_of::<crate::message::Message>();
+const QUEUE_SLOT: usize = std::mem::size_of::<(Message, usize)>();
 
 impl QueueCharge {
-    /// Charges a message of `len` payload bytes (and its queue slot).
-    pub(crate) fn add(&self, len: usize) {
-        let bytes = len + QUEUE_SLOT;
+    /// What queueing `msg` costs: its slot, and its payload unless that is
+    /// shared (a broadcast payload, counted once by [`share`](Self::share)).
+    pub(crate) fn cost(msg: &Message, shared: bool) -> usize {
+        QUEUE_SLOT + if shared { 0 } else { msg.len() }
+    }
+
+    /// Makes `msg` a broadcast whose payload counts once in the budget, for
+    /// as long as any queue or connection holds it.
+    pub(crate) fn share(&self, msg: Message) -> Message {
+        let Some(budget) = &self.budget else {
+            return msg;
+        };
+        let charge = |bytes: Bytes| {
+            budget.charge(bytes.len());
+            Bytes::from_owner(SharedPayload {
+                bytes,
+                budget: budget.clone(),
+            })
+        };
+        match msg {
+            Message::Binary(data) => Message::Binary(charge(data)),
+            Message::Text(text) => {
+                Message::Text(Utf8Bytes::from_bytes_unchecked(charge(text.into_bytes())))
+            }
+            other => other,
+        }
+    }
+
+    /// Charges `bytes` (a [`cost`](Self::cost)) to the connection.
+    pub(crate) fn add(&self, bytes: usize) {
         let Some(budget) = &self.budget else {
             return;
         };
@@ -574,17 +617,35 @@ impl QueueCharge {
         }
     }
 
-    /// Releases what [`add`](Self::add) charged for a message of `len`.
-    pub(crate) fn remove(&self, len: usize) {
+    /// Releases what [`add`](Self::add) charged.
+    pub(crate) fn remove(&self, bytes: usize) {
         let Some(budget) = &self.budget else {
             return;
         };
-        let bytes = len + QUEUE_SLOT;
         let old = self.holder.queued.fetch_sub(bytes, Relaxed);
         let granules = old / GRANULE - (old - bytes) / GRANULE;
         if granules > 0 {
             budget.release(granules * GRANULE);
         }
+    }
+}
+
+/// A broadcast payload charged once to the budget; released when the last
+/// connection lets go of it.
+struct SharedPayload {
+    bytes: Bytes,
+    budget: Arc<Budget>,
+}
+
+impl AsRef<[u8]> for SharedPayload {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for SharedPayload {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes.len());
     }
 }
 
@@ -623,15 +684,33 @@ mod tests {
         let mut account = Account::default();
         account.attach(&budget);
         let queue = account.queue_charge();
+        let msg = Message::binary(vec![0u8; 100]);
+        let cost = QueueCharge::cost(&msg, false);
+        assert_eq!(cost, 100 + QUEUE_SLOT);
         for _ in 0..1000 {
-            queue.add(100);
+            queue.add(cost);
         }
-        let total = 1000 * (100 + QUEUE_SLOT);
-        assert_eq!(budget.used(), total / GRANULE * GRANULE);
+        assert_eq!(budget.used(), 1000 * cost / GRANULE * GRANULE);
         for _ in 0..1000 {
-            queue.remove(100);
+            queue.remove(cost);
         }
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_broadcast_payload_counts_once_while_anyone_holds_it() {
+        let budget = limited(1 << 30);
+        let mut account = Account::default();
+        account.attach(&budget);
+        let queue = account.queue_charge();
+        let msg = queue.share(Message::binary(vec![7u8; 100_000]));
+        assert_eq!(budget.used(), 100_000);
+        let copies: Vec<Message> = (0..50).map(|_| msg.clone()).collect();
+        assert_eq!(QueueCharge::cost(&msg, true), QUEUE_SLOT);
+        assert_eq!(budget.used(), 100_000, "not once per holder");
+        drop(msg);
+        drop(copies);
+        assert_eq!(budget.used(), 0, "released with the last holder");
     }
 
     fn cx() -> Context<'static> {
@@ -645,17 +724,17 @@ mod tests {
         a.attach(&budget);
         let mut b = Account::default();
         b.attach(&budget);
-        assert!(b.poll_read_permit(&mut cx(), 0, false).is_ready());
+        assert!(b.poll_read_permit(&mut cx(), 0, 0, 0).is_ready());
         a.sync(1 << 20, 0, 0);
         assert!(budget.is_exhausted());
-        assert!(b.poll_read_permit(&mut cx(), 0, false).is_pending());
+        assert!(b.poll_read_permit(&mut cx(), 0, 0, 0).is_pending());
         assert!(b.is_paused());
         // Below the limit but above seven eighths: still paused.
         a.sync((1 << 20) - (64 << 10), 0, 0);
-        assert!(b.poll_read_permit(&mut cx(), 0, false).is_pending());
+        assert!(b.poll_read_permit(&mut cx(), 0, 0, 0).is_pending());
         a.sync(1 << 19, 0, 0);
         assert!(!budget.is_exhausted());
-        assert!(b.poll_read_permit(&mut cx(), 0, false).is_ready());
+        assert!(b.poll_read_permit(&mut cx(), 0, 0, 0).is_ready());
         assert!(!b.is_paused());
     }
 
@@ -667,9 +746,15 @@ mod tests {
         let mut b = Account::default();
         b.attach(&budget);
         // Two 600 KiB frames arrive at once: only one fits.
-        assert!(a.poll_read_permit(&mut cx(), 600 << 10, true).is_ready());
+        assert!(
+            a.poll_read_permit(&mut cx(), 600 << 10, 590 << 10, 0)
+                .is_ready()
+        );
         assert_eq!(budget.used(), 600 << 10);
-        assert!(b.poll_read_permit(&mut cx(), 600 << 10, true).is_pending());
+        assert!(
+            b.poll_read_permit(&mut cx(), 600 << 10, 590 << 10, 0)
+                .is_pending()
+        );
         // Small readers are not held up: 600 KiB is below seven eighths.
         assert!(!budget.is_exhausted());
         // The admitted frame is read to its end even if the budget fills.
@@ -677,11 +762,17 @@ mod tests {
         c.attach(&budget);
         c.sync(500 << 10, 0, 0);
         assert!(budget.is_exhausted());
-        assert!(a.poll_read_permit(&mut cx(), 600 << 10, true).is_ready());
+        assert!(
+            a.poll_read_permit(&mut cx(), 700 << 10, 300 << 10, 290 << 10)
+                .is_ready()
+        );
         c.sync(0, 0, 0);
         // Its message is delivered: the second frame gets its turn.
         a.sync(0, 0, 0);
-        assert!(b.poll_read_permit(&mut cx(), 600 << 10, true).is_ready());
+        assert!(
+            b.poll_read_permit(&mut cx(), 600 << 10, 590 << 10, 0)
+                .is_ready()
+        );
         assert_eq!(budget.used(), 600 << 10);
     }
 

@@ -30,7 +30,8 @@ pub struct Client {
 pub(super) struct Shared {
     pub(super) id: u64,
     pub(super) head: RequestHead,
-    pub(super) queue: mpsc::Sender<Message>,
+    /// Messages with the bytes charged for them in the memory budget.
+    pub(super) queue: mpsc::Sender<(Message, usize)>,
     /// Charges queued messages to the connection's memory budget.
     pub(super) charge: QueueCharge,
     pub(super) overflow: Overflow,
@@ -121,10 +122,15 @@ impl Client {
     /// [`SendError::QueueFull`] if the queue is full, in which case the
     /// [`Overflow`] policy was applied.
     pub fn send(&self, msg: impl Into<Message>) -> Result<(), SendError> {
+        self.send_charged(msg.into(), false)
+    }
+
+    /// Queues a message; its payload is charged to this client's memory
+    /// budget unless `shared` (a broadcast payload, charged once).
+    pub(super) fn send_charged(&self, msg: Message, shared: bool) -> Result<(), SendError> {
         if !self.is_open() {
             return Err(SendError::Closed);
         }
-        let msg = msg.into();
         if let Message::Close(frame) = msg {
             // Closing goes through `close`, so the connection knows.
             let frame = frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NORMAL, ""));
@@ -132,20 +138,20 @@ impl Client {
             return Ok(());
         }
         let metrics = self.shared.clients.metrics();
-        let len = msg.len();
+        let charged = QueueCharge::cost(&msg, shared);
         // Charged before it is queued: the connection may take it at once.
-        self.shared.charge.add(len);
-        match self.shared.queue.try_send(msg) {
+        self.shared.charge.add(charged);
+        match self.shared.queue.try_send((msg, charged)) {
             Ok(()) => {
                 metrics.queued();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.charge.remove(len);
+                self.shared.charge.remove(charged);
                 Err(SendError::Closed)
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.charge.remove(len);
+                self.shared.charge.remove(charged);
                 metrics.dropped();
                 let _earlier = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 if let Overflow::Close(code) = self.shared.overflow {

@@ -172,7 +172,7 @@ enum Step {
 
 struct Driver<'a> {
     ws: UpgradedWebSocket,
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<(Message, usize)>,
     charge: QueueCharge,
     options: &'a Options,
     /// The frame that started the closing handshake, whoever sent it.
@@ -312,8 +312,8 @@ impl Driver<'_> {
         while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
             match self.rx.poll_recv(cx) {
                 // An invalid message (never built by `Client`) is dropped.
-                Poll::Ready(Some(msg)) => {
-                    self.charge.remove(msg.len());
+                Poll::Ready(Some((msg, charged))) => {
+                    self.charge.remove(charged);
                     drop(ws.as_mut().start_send(msg));
                 }
                 Poll::Ready(None) | Poll::Pending => break,
@@ -346,8 +346,8 @@ impl Driver<'_> {
     /// after this.
     fn discard_queue(&mut self) {
         self.rx.close();
-        while let Ok(msg) = self.rx.try_recv() {
-            self.charge.remove(msg.len());
+        while let Ok((_, charged)) = self.rx.try_recv() {
+            self.charge.remove(charged);
         }
     }
 
@@ -377,8 +377,8 @@ impl Driver<'_> {
         }
         let mut ws = Pin::new(&mut self.ws);
         if drain {
-            while let Ok(msg) = self.rx.try_recv() {
-                self.charge.remove(msg.len());
+            while let Ok((msg, charged)) = self.rx.try_recv() {
+                self.charge.remove(charged);
                 drop(ws.as_mut().start_send(msg));
             }
         }

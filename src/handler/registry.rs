@@ -125,10 +125,16 @@ impl Clients {
         // Send outside the lock: a send may close a client, which unregisters.
         self.shared.metrics.broadcast();
         let clients = self.to_vec();
+        // The payload is shared by every queue: the memory budget counts it
+        // once, for as long as any connection holds it.
+        let msg = match clients.first() {
+            Some(c) => c.shared.charge.share(msg),
+            None => msg,
+        };
         clients
             .iter()
             .filter(|c| keep(c))
-            .filter(|c| c.send(msg.clone()).is_ok())
+            .filter(|c| c.send_charged(msg.clone(), true).is_ok())
             .count()
     }
 

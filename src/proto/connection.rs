@@ -14,6 +14,9 @@ use crate::error::{CapacityError, Error, PayloadError, ProtocolError};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
+/// Payloads from this size on leave the read buffer with their allocation.
+const DETACH_MIN: usize = 64 << 10;
+
 /// Which end of the connection this engine plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,6 +158,11 @@ impl Connection {
             m.buf.capacity() + m.first.as_ref().map_or(0, Bytes::len)
         });
         self.read.capacity() + message + self.pending_bytes
+    }
+
+    /// Room left in the read buffer's allocation.
+    pub fn read_spare(&self) -> usize {
+        self.read.capacity() - self.read.len()
     }
 
     /// Fails the connection for a reason decided outside the engine (a
@@ -433,6 +441,12 @@ impl Connection {
             let header = frame.header;
             self.frame = None;
             let payload = self.read.split_to(len).freeze();
+            if len >= DETACH_MIN && self.read.len() < DETACH_MIN {
+                // The payload and the read buffer share one allocation: give
+                // the few bytes after it a buffer of their own, so a large
+                // message's memory goes when the message goes.
+                self.read = BytesMut::from(&self.read[..]);
+            }
             let msg = if header.opcode.is_control() {
                 self.on_control(header.opcode, payload, out)?
             } else {

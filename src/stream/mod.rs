@@ -97,6 +97,10 @@ pub(crate) struct Inner<IO> {
     fault_reported: bool,
     /// This connection's share of the service's memory budget.
     account: Account,
+    /// The size of the large message just delivered: it stays charged
+    /// until the application asks for the next one (a hub's callback has
+    /// then returned), as the application holds it meanwhile.
+    delivered: usize,
 }
 
 impl<IO> Drop for Inner<IO> {
@@ -237,6 +241,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             fault: None,
             fault_reported: false,
             account: Account::default(),
+            delivered: 0,
         }
     }
 
@@ -257,7 +262,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         );
         self.fail(Kind::Overloaded(self.account.close_code()));
         self.account.sync(
-            self.input_held().0,
+            self.input_held(),
             self.out.buffered_bytes(),
             self.obs.sent_total(),
         );
@@ -314,7 +319,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// wait folds its counters.
     fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
         self.account.sync(
-            self.input_held().0,
+            self.input_held(),
             self.out.buffered_bytes(),
             self.obs.sent_total(),
         );
@@ -350,12 +355,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         // While the memory budget is exhausted, nothing more is read: the
         // peer feels TCP backpressure.
-        let (input, large_frame) = self.input_held();
-        ready!(self.account.poll_read_permit(cx, input, large_frame));
+        let input = self.input_held();
+        let (remaining, received) = (self.conn.frame_remaining(), self.obs.received_total());
+        ready!(
+            self.account
+                .poll_read_permit(cx, input, remaining, received)
+        );
         let result = self.read_some(cx);
         if let Poll::Ready(Ok(true)) = result {
             self.account.sync(
-                self.input_held().0,
+                self.input_held(),
                 self.out.buffered_bytes(),
                 self.obs.sent_total(),
             );
@@ -365,12 +374,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// What the connection holds on the input side, counting the rest of
     /// the frame being received when it is large (the memory budget admits
-    /// large frames whole); and whether it is.
-    fn input_held(&self) -> (usize, bool) {
+    /// large frames whole) and a large message the application is handling.
+    fn input_held(&self) -> usize {
         let remaining = self.conn.frame_remaining();
         let large = remaining >= RESERVE_MIN;
-        let rest = if large { remaining } else { 0 };
-        (self.conn.buffered_bytes() + rest, large)
+        // The part of the frame the read buffer has no room for yet.
+        let rest = if large {
+            remaining.saturating_sub(self.conn.read_spare())
+        } else {
+            0
+        };
+        self.conn.buffered_bytes() + rest + self.delivered
     }
 
     fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
@@ -391,14 +405,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             return Poll::Ready(Ok(true));
         }
         // Room for the rest of a large frame (up to a cap: a declared length
-        // is not trusted with memory), or for a message as large as the last
-        // one, so a message usually arrives in one read. When the buffer is
-        // empty and no message still uses it, `reserve` takes it back from
-        // the start without copying.
-        let want = self
-            .read_buffer_size
-            .max(self.read_hint)
-            .max(self.conn.frame_remaining().min(MAX_READ_AHEAD));
+        // is not trusted with memory, unless a memory budget admitted the
+        // frame whole, when it is allocated once), or for a message as large
+        // as the last one, so a message usually arrives in one read. When
+        // the buffer is empty and no message still uses it, `reserve` takes
+        // it back from the start without copying.
+        let remaining = self.conn.frame_remaining();
+        let frame = if self.account.admits_whole_frames() {
+            remaining
+        } else {
+            remaining.min(MAX_READ_AHEAD)
+        };
+        let want = self.read_buffer_size.max(self.read_hint).max(frame);
         let buf = self.conn.read_buf();
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
@@ -432,6 +450,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         cx: &mut Context<'_>,
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
+        // The application is back for more: the last message is its own.
+        self.delivered = 0;
         self.check_evicted();
         self.poll_timers(cx);
         if let (Some(kind), false) = (self.fault, self.fault_reported) {
@@ -451,6 +471,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 match &event {
                     Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
                         self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                        if msg.len() >= RESERVE_MIN {
+                            self.delivered = msg.len();
+                        }
                         #[cfg(feature = "tracing")]
                         tracing::trace!(len = msg.len(), text = msg.is_text(), "message received");
                     }
