@@ -1,7 +1,9 @@
 //! Chat demo: one server on one port serves the chat page from
 //! `examples/static/` at `/` and the chat WebSocket at `/ws`, with
-//! permessage-deflate, keepalive pings and graceful shutdown on Ctrl-C
-//! (every browser is told 1001 Going Away).
+//! permessage-deflate, keepalive pings, a memory budget and graceful
+//! shutdown on Ctrl-C (every browser is told 1001 Going Away); `/metrics`
+//! (Prometheus text) and `/healthz` on the same port. Logs go to stderr:
+//! `RUST_LOG=tower_ws=debug` shows connections coming and going.
 //!
 //! Run: `cargo run --release --example demo -- [ADDR]` (ADDR defaults to
 //! 127.0.0.1:8080; 127.0.0.1:0 picks a free port), then open the URL it
@@ -10,16 +12,22 @@
 //! The chat is python-WS's example written with [`tower_ws::handler`]: every
 //! message is broadcast to everyone, as JSON the page renders.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
+use tower_http::services::fs::ServeFileSystemResponseBody;
 use tower_ws::handler::{Client, Handler, Hub, Options};
-use tower_ws::{CloseFrame, Message, PeerAddr, WebSocketService};
+use tower_ws::{CloseFrame, MemoryBudget, Message, PeerAddr, WebSocketService};
 
 const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
 
@@ -52,6 +60,44 @@ impl Handler for Chat {
     async fn on_close(&self, client: &Client, _frame: Option<CloseFrame>) {
         let clients = client.clients();
         clients.broadcast(event("leave", client.id(), "", clients.len()));
+    }
+}
+
+/// The routes next to `/ws`: `/metrics` (Prometheus text), `/healthz`,
+/// and the page's files.
+#[derive(Clone)]
+struct Ops {
+    websocket: WebSocketService<Hub<Chat>>,
+    hub: Hub<Chat>,
+    prometheus: PrometheusHandle,
+    files: ServeDir,
+}
+
+impl Ops {
+    async fn serve(
+        self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<http::Response<Either<Full<Bytes>, ServeFileSystemResponseBody>>, Infallible> {
+        let text = |body: String| {
+            let mut res = http::Response::new(Either::Left(Full::new(Bytes::from(body))));
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(res)
+        };
+        match req.uri().path() {
+            "/metrics" => {
+                self.websocket.stats().publish();
+                self.hub.stats().publish();
+                text(self.prometheus.render())
+            }
+            "/healthz" => text("ok\n".to_owned()),
+            _ => {
+                let res = self.files.oneshot(req).await?;
+                Ok(res.map(Either::Right))
+            }
+        }
     }
 }
 
@@ -98,11 +144,22 @@ async fn main() -> std::io::Result<()> {
             .pong_timeout(Duration::from_secs(20)),
     );
     let clients = hub.clients().clone();
-    // The default Config negotiates permessage-deflate with browsers.
-    let service = WebSocketService::new(hub)
+    // The default Config negotiates permessage-deflate with browsers. All
+    // connections together buffer at most 256 MiB (see MemoryBudget).
+    let websocket = WebSocketService::new(hub.clone())
         .path("/ws")
         .max_connections(1000)
-        .with_inner(ServeDir::new(STATIC_DIR));
+        .memory_budget(MemoryBudget::new(256 << 20));
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let ops = Ops {
+        websocket: websocket.clone(),
+        hub,
+        prometheus,
+        files: ServeDir::new(STATIC_DIR),
+    };
+    let service = websocket.with_inner(tower::service_fn(move |req| ops.clone().serve(req)));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(
