@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::routing::get;
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{Message, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 /// State shared by the HTTP routes and the WebSocket handler.
 #[derive(Clone, Default)]
@@ -50,13 +51,10 @@ async fn show_stats(State(stats): State<Stats>) -> String {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
-    // connections coming and going); warnings and errors by default.
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let addr: SocketAddr = std::env::args()

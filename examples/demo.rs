@@ -28,6 +28,7 @@ use tower_http::services::ServeDir;
 use tower_http::services::fs::ServeFileSystemResponseBody;
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{CloseFrame, MemoryBudget, Message, PeerAddr, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
 
@@ -118,13 +119,10 @@ fn event(kind: &str, from: u64, text: &str, online: usize) -> String {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
-    // connections coming and going); warnings and errors by default.
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let addr: SocketAddr = match std::env::args().nth(1) {

@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower_ws::{Config, DeflateConfig, Message, RequestHead, UpgradedWebSocket, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -35,13 +36,10 @@ async fn echo(mut ws: UpgradedWebSocket, _head: RequestHead) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
-    // connections coming and going); warnings and errors by default.
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let mut addr: SocketAddr = "127.0.0.1:9001".parse().expect("valid default address");

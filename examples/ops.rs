@@ -41,6 +41,7 @@ use tower_ws::{
     CloseCode, Config, MemoryBudget, Message, PeerAddr, RequestHead, UpgradeHandler,
     UpgradedWebSocket, WebSocketService,
 };
+use tracing_subscriber::EnvFilter;
 
 struct Settings {
     addr: SocketAddr,
@@ -194,13 +195,10 @@ async fn routes(
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    // Logs on stderr, filtered by RUST_LOG (`RUST_LOG=tower_ws=debug` shows
-    // connections coming and going); warnings and errors by default.
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let s = parse_args().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;

@@ -59,6 +59,19 @@
 //! `Origin` with [`WebSocketService::allowed_origins`] to stop cross-site
 //! WebSocket hijacking.
 //!
+//! ## Operations
+//!
+//! - [`WebSocketService::stats`] and [`handler::Hub::stats`]: always-on
+//!   counters ([`metrics::Stats`]), exported through the `metrics` facade
+//!   with the `metrics` feature.
+//! - The `tracing` feature: a span per connection ([`PeerAddr`] gives it the
+//!   peer address) and events for handshakes, closes, protocol errors,
+//!   timeouts, slow consumers and contained panics.
+//! - [`Config::ping_interval`] and [`Config::idle_timeout`]: keepalive for
+//!   every `WebSocket`.
+//! - [`WebSocketService::memory_budget`]: one [`MemoryBudget`] for what all
+//!   connections buffer together, holding under overload.
+//!
 //! ## Cancel safety
 //!
 //! Reading is cancel-safe: a `next()` dropped in `tokio::select!` loses no

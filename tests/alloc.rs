@@ -76,6 +76,34 @@ fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Echoes binary messages; returns the allocations this thread made while
+/// echoing `measured` messages after `warmup` ones (`None` if the peer left
+/// before).
+async fn echo_counting<IO>(ws: &mut WebSocket<IO>, warmup: usize, measured: usize) -> Option<usize>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+
+    let mut echoed = 0;
+    let mut baseline = 0;
+    while let Some(Ok(msg)) = ws.next().await {
+        if echoed == warmup {
+            COUNTED.with(|c| c.set(true));
+            baseline = allocations();
+        }
+        if let Message::Binary(_) = msg {
+            ws.send(msg).await.unwrap();
+            echoed += 1;
+        }
+        if echoed == warmup + measured {
+            COUNTED.with(|c| c.set(false));
+            return Some(allocations() - baseline);
+        }
+    }
+    None
+}
+
 #[test]
 fn engine_echo_allocates_nothing_per_message() {
     for size in [20usize, 1024, 4000] {
@@ -109,8 +137,6 @@ fn engine_echo_allocates_nothing_per_message() {
 
 #[test]
 fn websocket_echo_over_tcp_allocates_nothing_per_message() {
-    use futures_util::{SinkExt, StreamExt};
-
     const WARMUP: usize = 500;
     const MEASURED: usize = 5_000;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -127,23 +153,9 @@ fn websocket_echo_over_tcp_allocates_nothing_per_message() {
             let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
             // The transport after a handshake: the client starts with frames.
             let mut ws = WebSocket::from_raw(tcp, &Config::default(), None);
-            let mut echoed = 0;
-            let mut baseline = 0;
-            while let Some(Ok(msg)) = ws.next().await {
-                if echoed == WARMUP {
-                    COUNTED.with(|c| c.set(true));
-                    baseline = allocations();
-                }
-                if let Message::Binary(_) = msg {
-                    ws.send(msg).await.unwrap();
-                    echoed += 1;
-                }
-                if echoed == WARMUP + MEASURED {
-                    COUNTED.with(|c| c.set(false));
-                    return allocations() - baseline;
-                }
-            }
-            panic!("the client left early");
+            echo_counting(&mut ws, WARMUP, MEASURED)
+                .await
+                .expect("the client stays for every message")
         })
     });
 
@@ -175,7 +187,6 @@ fn the_counter_sees_allocations() {
 /// memory budget): counting allocates nothing per message either.
 #[test]
 fn service_echo_with_metrics_allocates_nothing_per_message() {
-    use futures_util::{SinkExt, StreamExt};
     use hyper_util::rt::TokioIo;
     use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
 
@@ -193,22 +204,8 @@ fn service_echo_with_metrics_allocates_nothing_per_message() {
             let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
                 let done = done_tx.clone();
                 async move {
-                    let mut echoed = 0;
-                    let mut baseline = 0;
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if echoed == WARMUP {
-                            COUNTED.with(|c| c.set(true));
-                            baseline = allocations();
-                        }
-                        if let Message::Binary(_) = msg {
-                            ws.send(msg).await.unwrap();
-                            echoed += 1;
-                        }
-                        if echoed == WARMUP + MEASURED {
-                            COUNTED.with(|c| c.set(false));
-                            done.send(allocations() - baseline).unwrap();
-                            return;
-                        }
+                    if let Some(allocations) = echo_counting(&mut ws, WARMUP, MEASURED).await {
+                        done.send(allocations).unwrap();
                     }
                 }
             };
