@@ -329,7 +329,7 @@ impl Budget {
                 (output, h.input.load(Relaxed), h.clone())
             })
             .collect();
-        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         let mut closed = 0;
         for (output, input, holder) in &candidates {
             if need == 0 {
@@ -546,13 +546,12 @@ impl Drop for Account {
 /// a buffer that breathes a little costs no shared-counter update).
 fn resync(budget: &Arc<Budget>, charged: &AtomicUsize, actual: usize) {
     let old = charged.load(Relaxed);
-    let new = if actual > old {
-        actual.next_multiple_of(GRANULE)
-    } else if actual + 2 * GRANULE <= old || (actual == 0 && old > 0) {
-        actual.next_multiple_of(GRANULE)
-    } else {
+    let grew = actual > old;
+    let shrank = actual + 2 * GRANULE <= old || (actual == 0 && old > 0);
+    if !grew && !shrank {
         return;
-    };
+    }
+    let new = actual.next_multiple_of(GRANULE);
     // Only the connection's own task writes its input and output charges.
     charged.store(new, Relaxed);
     if new > old {

@@ -9,7 +9,7 @@
 //! own, and summed only when a snapshot is taken. Rare events (handshakes,
 //! closes, timeouts) go straight to one atomic each.
 //!
-//! With the `metrics` feature, [`Stats::publish`] and [`HubStats::publish`]
+//! With the `metrics` feature, `Stats::publish` and `HubStats::publish`
 //! hand a snapshot to the [`metrics`](https://docs.rs/metrics) facade, so any
 //! recorder (Prometheus, StatsD, ...) exports them; see `examples/demo.rs`
 //! for `/metrics` in Prometheus text.

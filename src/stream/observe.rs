@@ -13,6 +13,7 @@ const FOLD_EVERY: u64 = 64;
 
 /// A connection's link to its service's metrics.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "tracing"), derive(Default))]
 pub(crate) struct Observer {
     metrics: Option<Arc<ServiceMetrics>>,
     /// The engine's traffic as of the last fold.
@@ -28,6 +29,7 @@ pub(crate) struct Observer {
     opened: std::time::Instant,
 }
 
+#[cfg(feature = "tracing")]
 impl Default for Observer {
     fn default() -> Self {
         Observer {
@@ -38,7 +40,6 @@ impl Default for Observer {
             received_total: 0,
             sent_total: 0,
             finished: false,
-            #[cfg(feature = "tracing")]
             opened: std::time::Instant::now(),
         }
     }
