@@ -36,7 +36,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 LOG="$(mktemp)"
 target/release/examples/ops 127.0.0.1:0 --feed-interval-ms 1000 --feed-size 1024 \
-    --ping-secs 10 --queue 128 --overflow close --budget-mib 512 --max-connections 20000 \
+    --ping-secs 15 --queue 128 --overflow close --budget-mib 512 --max-connections 20000 \
     >"$LOG" 2>&1 &
 SERVER_PID=$!
 cleanup() {
