@@ -448,10 +448,13 @@ impl Account {
         remaining: usize,
         received: u64,
     ) -> Poll<()> {
-        let large_frame = remaining >= RESERVE_MIN;
-        if large_frame && received < self.admitted_end {
+        // The rest of an admitted frame, however small, is read: holding it
+        // back while the budget is exhausted would keep every admitted frame
+        // from completing, and so the budget from ever recovering.
+        if received < self.admitted_end {
             return Poll::Ready(());
         }
+        let large_frame = remaining >= RESERVE_MIN;
         let Some(budget) = self.budget.as_ref().filter(|b| b.settings.is_some()) else {
             return Poll::Ready(());
         };
@@ -763,6 +766,11 @@ mod tests {
         assert!(budget.is_exhausted());
         assert!(
             a.poll_read_permit(&mut cx(), 700 << 10, 300 << 10, 290 << 10)
+                .is_ready()
+        );
+        // Its last bytes too, below the large-frame size.
+        assert!(
+            a.poll_read_permit(&mut cx(), 700 << 10, 10 << 10, 580 << 10)
                 .is_ready()
         );
         c.sync(0, 0, 0);

@@ -614,16 +614,12 @@ async fn the_memory_budget_holds_under_overload() {
         budget_closes, closed_never as u64,
         "every never-reader the server closed is counted as a budget close"
     );
+    // The budget closes them until it is below seven eighths again: nearly
+    // all, as each holds a full write buffer; the few left hold what fits.
     assert!(
-        closed_never * 2 >= scale.never_readers,
+        closed_never * 10 >= scale.never_readers * 9,
         "most never-readers are closed to relieve the pressure"
     );
-    if !cfg!(debug_assertions) {
-        assert_eq!(
-            closed_never, scale.never_readers,
-            "at full size, all of them"
-        );
-    }
     assert_eq!(acked, scale.senders, "every large message got through");
     assert_eq!(
         refused.load(Relaxed),
