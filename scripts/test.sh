@@ -38,7 +38,7 @@ cargo build --release --examples
 step "cargo test (unit, integration over TCP, doc tests)"
 cargo test
 
-step "memory budget under overload: 5,000 never-readers + 500 x 16 MiB senders (release, ~1.5 min)"
+step "memory budget under overload: 5,000 never-readers + 500 x 16 MiB senders (release, ~45 s)"
 # Room for 5,520 client sockets here and as many in the server it starts.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo test --release --test overload -- --nocapture
