@@ -28,6 +28,7 @@ use axum::routing::{any, get};
 use tower_ws::axum::{WebSocket, WebSocketUpgrade};
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{Message, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 /// State shared by the HTTP routes and the WebSocket handler.
 #[derive(Clone, Default)]
@@ -77,6 +78,12 @@ async fn show_stats(State(stats): State<Stats>) -> String {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .as_deref()
@@ -89,7 +96,8 @@ async fn main() -> std::io::Result<()> {
         Numbered {
             stats: stats.clone(),
         },
-        Options::default(),
+        // Keepalive: a ping every 20 s finds peers that vanished.
+        Options::default().ping_interval(Some(std::time::Duration::from_secs(20))),
     );
     let clients = hub.clients().clone();
     let app = Router::new()

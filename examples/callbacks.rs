@@ -17,6 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{CloseFrame, Message, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 struct WsHandler;
 
@@ -53,6 +54,12 @@ impl Handler for WsHandler {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .as_deref()

@@ -1,7 +1,9 @@
 //! Chat demo: one server on one port serves the chat page from
 //! `examples/static/` at `/` and the chat WebSocket at `/ws`, with
-//! permessage-deflate, keepalive pings and graceful shutdown on Ctrl-C
-//! (every browser is told 1001 Going Away).
+//! permessage-deflate, keepalive pings, a memory budget and graceful
+//! shutdown on Ctrl-C (every browser is told 1001 Going Away); `/metrics`
+//! (Prometheus text) and `/healthz` on the same port. Logs go to stderr:
+//! `RUST_LOG=tower_ws=debug` shows connections coming and going.
 //!
 //! Run: `cargo run --release --example demo -- [ADDR] [--tls CERT.pem
 //! KEY.pem] [--redis URL] [--max-connections N]` (at most N WebSockets at
@@ -20,15 +22,22 @@
 //! processes on different ports form one chat through Redis; "N online"
 //! counts everyone on every node.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::ServiceExt;
 use tower_http::services::ServeDir;
+use tower_http::services::fs::ServeFileSystemResponseBody;
 use tower_ws::backplane::{RedisBackplane, RedisConfig};
 use tower_ws::handler::{Client, Clients, Handler, Hub, Options};
 use tower_ws::server::TlsConfig;
-use tower_ws::{CloseFrame, Message, WebSocketService};
+use tower_ws::{CloseFrame, MemoryBudget, Message, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static");
 
@@ -154,6 +163,44 @@ impl Handler for Chat {
     }
 }
 
+/// The routes next to `/ws`: `/metrics` (Prometheus text), `/healthz`,
+/// and the page's files.
+#[derive(Clone)]
+struct Ops {
+    websocket: WebSocketService<Hub<Chat>>,
+    hub: Hub<Chat>,
+    prometheus: PrometheusHandle,
+    files: ServeDir,
+}
+
+impl Ops {
+    async fn serve(
+        self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<http::Response<Either<Full<Bytes>, ServeFileSystemResponseBody>>, Infallible> {
+        let text = |body: String| {
+            let mut res = http::Response::new(Either::Left(Full::new(Bytes::from(body))));
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(res)
+        };
+        match req.uri().path() {
+            "/metrics" => {
+                self.websocket.stats().publish();
+                self.hub.stats().publish();
+                text(self.prometheus.render())
+            }
+            "/healthz" => text("ok\n".to_owned()),
+            _ => {
+                let res = self.files.oneshot(req).await?;
+                Ok(res.map(Either::Right))
+            }
+        }
+    }
+}
+
 /// `{"type":..,"from":..,"online":..,"text":..}`, the page's one message shape.
 fn event(kind: &str, from: &str, text: &str, online: usize) -> String {
     let mut json = format!(r#"{{"type":"{kind}","from":"{from}","online":{online},"text":""#);
@@ -189,6 +236,12 @@ async fn announce_online(clients: Clients) {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|e| {
         eprintln!("demo: {e}\n{USAGE}");
         std::process::exit(2);
@@ -210,11 +263,22 @@ async fn main() -> std::io::Result<()> {
         tokio::spawn(announce_online(clients.clone()));
     }
     // The default Config negotiates permessage-deflate with browsers. A
-    // plain GET /ws (the URL opened in a tab) gets 426 with a hint.
-    let service = WebSocketService::new(hub)
+    // plain GET /ws (the URL opened in a tab) gets 426 with a hint. All
+    // connections together buffer at most 256 MiB (see MemoryBudget).
+    let websocket = WebSocketService::new(hub.clone())
         .path("/ws")
         .max_connections(args.max_connections)
-        .with_inner(ServeDir::new(STATIC_DIR));
+        .memory_budget(MemoryBudget::new(256 << 20));
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let ops = Ops {
+        websocket: websocket.clone(),
+        hub,
+        prometheus,
+        files: ServeDir::new(STATIC_DIR),
+    };
+    let service = websocket.with_inner(tower::service_fn(move |req| ops.clone().serve(req)));
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let scheme = if args.tls.is_some() { "https" } else { "http" };

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use futures_util::{SinkExt, StreamExt};
 use tower_ws::server::TlsConfig;
 use tower_ws::{Config, DeflateConfig, Message, RequestHead, UpgradedWebSocket, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: echo [ADDR] [--no-deflate] [--tls CERT.pem KEY.pem]   (ADDR defaults to 127.0.0.1:9001)";
 
@@ -67,6 +68,12 @@ fn parse_args() -> Result<Option<Args>, String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -78,6 +85,8 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
+    // No keepalive pings here: conformance suites compare every frame the
+    // server sends, and an unasked ping would be one too many.
     let config = Config::default()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)

@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketLayer, WebSocketService};
+use tracing_subscriber::EnvFilter;
 
 /// The ordinary HTTP routes.
 async fn routes(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -44,6 +45,12 @@ async fn echo(mut ws: UpgradedWebSocket, _head: RequestHead) {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .as_deref()
@@ -51,7 +58,11 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
 
-    let websocket = WebSocketLayer::from(WebSocketService::new(echo).path("/ws"));
+    // Keepalive: a ping every 20 s finds peers that vanished (1011 after
+    // 20 s more without an answer).
+    let config =
+        tower_ws::Config::default().ping_interval(Some(std::time::Duration::from_secs(20)));
+    let websocket = WebSocketLayer::from(WebSocketService::new(echo).path("/ws").config(config));
     let app = ServiceBuilder::new()
         .layer(websocket)
         .service(tower::service_fn(routes));

@@ -44,6 +44,14 @@ cargo build --release --examples
 step "cargo test (unit, integration over TCP, doc tests)"
 cargo test
 
+step "memory budget under overload: 5,000 never-readers + 500 x 16 MiB senders (release, ~45 s)"
+# Room for 5,520 client sockets here and as many in the server it starts.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo test --release --test overload -- --nocapture
+
+step "soak: 60 s of 10,000 churning connections, broadcast, slow and dead readers (ops example)"
+SOAK_OUT="${SOAK_OUT:-target/soak-ci}" bash scripts/soak.sh 1 --connections 10000
+
 step "interop: Python websockets client"
 .venv/bin/pytest -q tests/python
 

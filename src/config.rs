@@ -30,6 +30,9 @@ pub struct Config {
     pub(crate) read_buffer_size: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) max_pending_events: usize,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<DeflateConfig>,
 }
@@ -45,6 +48,9 @@ impl Default for Config {
             read_buffer_size: 8 << 10,
             close_timeout: Duration::from_secs(1),
             max_pending_events: 64,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(20),
+            idle_timeout: None,
             #[cfg(feature = "deflate")]
             deflate: Some(DeflateConfig::default()),
         }
@@ -125,6 +131,47 @@ impl Config {
         self
     }
 
+    /// Keepalive: send a ping this often. A peer that then sends nothing at
+    /// all (no pong, no message) for [`pong_timeout`](Self::pong_timeout)
+    /// is failed with close code 1011 ("keepalive ping timeout") and
+    /// dropped, and the stream yields an error whose
+    /// [`is_keepalive_timeout`](crate::Error::is_keepalive_timeout) is true.
+    ///
+    /// Keepalive runs while the connection is polled: a task waiting in
+    /// `next()` (on the `WebSocket` or its reading half) or sending. This
+    /// is how dead peers (a laptop that went to sleep, a NAT that forgot
+    /// the connection) are found and their memory released.
+    ///
+    /// Default is `None` (no pings): pings a peer did not ask for would
+    /// surprise some tests and tools. Servers on the internet should set it
+    /// (20 to 30 seconds is usual).
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long a keepalive ping may go unanswered (anything received
+    /// counts as an answer).
+    ///
+    /// Default is 20 seconds.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// Close a connection whose peer sent no text or binary message for
+    /// this long: the closing handshake starts with 1001 ("idle timeout")
+    /// and the stream yields an error whose
+    /// [`is_idle_timeout`](crate::Error::is_idle_timeout) is true, then
+    /// (if polled further) the rest of the closing handshake. Pings and
+    /// pongs do not count as activity.
+    ///
+    /// Default is `None` (never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
     /// permessage-deflate settings, or `None` to never negotiate compression.
     ///
     /// Default is `Some(DeflateConfig::default())`: compression is offered to
@@ -148,6 +195,21 @@ impl Config {
     /// The configured close timeout.
     pub fn get_close_timeout(&self) -> Duration {
         self.close_timeout
+    }
+
+    /// The configured keepalive ping interval.
+    pub fn get_ping_interval(&self) -> Option<Duration> {
+        self.ping_interval
+    }
+
+    /// The configured pong timeout.
+    pub fn get_pong_timeout(&self) -> Duration {
+        self.pong_timeout
+    }
+
+    /// The configured idle timeout.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 
     /// The permessage-deflate settings, if compression is enabled.

@@ -67,6 +67,13 @@ pub(crate) enum Kind {
     /// The client cannot connect to this URL or send this request.
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     InvalidRequest(&'static str),
+    /// A keepalive ping went unanswered: close 1011.
+    KeepaliveTimeout,
+    /// No message arrived within the idle timeout: close 1001.
+    IdleTimeout,
+    /// The server's memory budget ran out while this connection held the
+    /// most buffered bytes: close with the budget's code (1013 or 1008).
+    Overloaded(CloseCode),
 }
 
 /// A violation of RFC 6455 by the peer, each closing with 1002.
@@ -227,6 +234,28 @@ impl Error {
         matches!(self.inner.kind, Kind::InvalidRequest(_))
     }
 
+    /// The peer did not answer a keepalive ping within the pong timeout
+    /// ([`Config::ping_interval`](crate::Config::ping_interval)); the
+    /// connection was failed with close code 1011.
+    pub fn is_keepalive_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::KeepaliveTimeout)
+    }
+
+    /// The peer sent no message within the idle timeout
+    /// ([`Config::idle_timeout`](crate::Config::idle_timeout)); the closing
+    /// handshake was started with close code 1001.
+    pub fn is_idle_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::IdleTimeout)
+    }
+
+    /// The server's memory budget ran out and this connection held the most
+    /// buffered bytes (see
+    /// [`WebSocketService::memory_budget`](crate::WebSocketService::memory_budget));
+    /// it was closed with 1013 (or the budget's configured code).
+    pub fn is_overloaded(&self) -> bool {
+        matches!(self.inner.kind, Kind::Overloaded(_))
+    }
+
     /// The close code this error sent (or would send) to the peer, if it
     /// fails the connection.
     ///
@@ -243,6 +272,9 @@ impl Error {
             Kind::Protocol(_) => Some(CloseCode::PROTOCOL),
             Kind::InvalidPayload(_) => Some(CloseCode::INVALID_PAYLOAD),
             Kind::Capacity(_) => Some(CloseCode::TOO_BIG),
+            Kind::KeepaliveTimeout => Some(CloseCode::INTERNAL),
+            Kind::IdleTimeout => Some(CloseCode::AWAY),
+            Kind::Overloaded(code) => Some(code),
             _ => None,
         }
     }
@@ -255,6 +287,9 @@ impl Error {
             Kind::InvalidPayload(PayloadError::CorruptCompressedData) => "invalid compressed data",
             Kind::InvalidPayload(_) => "invalid UTF-8",
             Kind::Capacity(_) => "message too big",
+            Kind::KeepaliveTimeout => "keepalive ping timeout",
+            Kind::IdleTimeout => "idle timeout",
+            Kind::Overloaded(_) => "server overloaded: try again later",
             _ => "",
         }
     }
@@ -342,6 +377,19 @@ impl fmt::Display for Error {
             },
             Kind::Timeout(what) => f.write_str(what),
             Kind::InvalidRequest(what) => write!(f, "cannot open this WebSocket: {what}"),
+            Kind::KeepaliveTimeout => f.write_str(
+                "the peer did not answer a keepalive ping within the pong timeout (closed with 1011); \
+                 raise Config::pong_timeout for slow networks",
+            ),
+            Kind::IdleTimeout => f.write_str(
+                "the peer sent no message within the idle timeout (closed with 1001); \
+                 see Config::idle_timeout",
+            ),
+            Kind::Overloaded(code) => write!(
+                f,
+                "the server's memory budget ran out and this connection held the most \
+                 buffered bytes (closed with {code}); raise the memory budget or read faster"
+            ),
         }
     }
 }

@@ -60,6 +60,19 @@
 //! `Origin` with [`WebSocketService::allowed_origins`] to stop cross-site
 //! WebSocket hijacking.
 //!
+//! ## Operations
+//!
+//! - [`WebSocketService::stats`] and [`handler::Hub::stats`]: always-on
+//!   counters ([`metrics::Stats`]), exported through the `metrics` facade
+//!   with the `metrics` feature.
+//! - The `tracing` feature: a span per connection ([`PeerAddr`] gives it the
+//!   peer address) and events for handshakes, closes, protocol errors,
+//!   timeouts, slow consumers and contained panics.
+//! - [`Config::ping_interval`] and [`Config::idle_timeout`]: keepalive for
+//!   every `WebSocket`.
+//! - [`WebSocketService::memory_budget`]: one [`MemoryBudget`] for what all
+//!   connections buffer together, holding under overload.
+//!
 //! ## Cancel safety
 //!
 //! Reading is cancel-safe: a `next()` dropped in `tokio::select!` loses no
@@ -75,6 +88,7 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod backplane;
+mod budget;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
@@ -83,6 +97,7 @@ pub mod extensions;
 pub mod handler;
 pub mod handshake;
 mod message;
+pub mod metrics;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
@@ -90,6 +105,7 @@ mod service;
 mod shutdown;
 mod stream;
 
+pub use budget::MemoryBudget;
 pub use config::Config;
 pub use error::Error;
 #[cfg(feature = "deflate")]
@@ -98,7 +114,7 @@ pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 #[cfg(feature = "server")]
 pub use server::serve;
 pub use service::{
-    RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
+    PeerAddr, RequestHead, ResponseFuture, UpgradeHandler, UpgradeRequired, UpgradedWebSocket,
     WebSocketLayer, WebSocketService,
 };
 pub use shutdown::Shutdown;

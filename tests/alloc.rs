@@ -76,6 +76,34 @@ fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Echoes binary messages; returns the allocations this thread made while
+/// echoing `measured` messages after `warmup` ones (`None` if the peer left
+/// before).
+async fn echo_counting<IO>(ws: &mut WebSocket<IO>, warmup: usize, measured: usize) -> Option<usize>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+
+    let mut echoed = 0;
+    let mut baseline = 0;
+    while let Some(Ok(msg)) = ws.next().await {
+        if echoed == warmup {
+            COUNTED.with(|c| c.set(true));
+            baseline = allocations();
+        }
+        if let Message::Binary(_) = msg {
+            ws.send(msg).await.unwrap();
+            echoed += 1;
+        }
+        if echoed == warmup + measured {
+            COUNTED.with(|c| c.set(false));
+            return Some(allocations() - baseline);
+        }
+    }
+    None
+}
+
 #[test]
 fn engine_echo_allocates_nothing_per_message() {
     for size in [20usize, 1024, 4000] {
@@ -109,8 +137,6 @@ fn engine_echo_allocates_nothing_per_message() {
 
 #[test]
 fn websocket_echo_over_tcp_allocates_nothing_per_message() {
-    use futures_util::{SinkExt, StreamExt};
-
     const WARMUP: usize = 500;
     const MEASURED: usize = 5_000;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -127,23 +153,9 @@ fn websocket_echo_over_tcp_allocates_nothing_per_message() {
             let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
             // The transport after a handshake: the client starts with frames.
             let mut ws = WebSocket::from_raw(tcp, &Config::default(), None);
-            let mut echoed = 0;
-            let mut baseline = 0;
-            while let Some(Ok(msg)) = ws.next().await {
-                if echoed == WARMUP {
-                    COUNTED.with(|c| c.set(true));
-                    baseline = allocations();
-                }
-                if let Message::Binary(_) = msg {
-                    ws.send(msg).await.unwrap();
-                    echoed += 1;
-                }
-                if echoed == WARMUP + MEASURED {
-                    COUNTED.with(|c| c.set(false));
-                    return allocations() - baseline;
-                }
-            }
-            panic!("the client left early");
+            echo_counting(&mut ws, WARMUP, MEASURED)
+                .await
+                .expect("the client stays for every message")
         })
     });
 
@@ -268,4 +280,91 @@ fn the_counter_sees_allocations() {
     let (v, allocations) = count(|| vec![1u8; 100]);
     assert_eq!(v.len(), 100);
     assert_eq!(allocations, 1);
+}
+
+/// The same through `WebSocketService`, whose connections count their
+/// traffic in the service's metrics (and account their buffers in its
+/// memory budget): counting allocates nothing per message either.
+#[test]
+fn service_echo_with_metrics_allocates_nothing_per_message() {
+    use hyper_util::rt::TokioIo;
+    use tower_ws::{RequestHead, UpgradedWebSocket, WebSocketService};
+
+    const WARMUP: usize = 500;
+    const MEASURED: usize = 5_000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
+                let done = done_tx.clone();
+                async move {
+                    if let Some(allocations) = echo_counting(&mut ws, WARMUP, MEASURED).await {
+                        done.send(allocations).unwrap();
+                    }
+                }
+            };
+            let service = WebSocketService::new(handler).config(Config::default().deflate(None));
+            let probe = service.clone();
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(
+                    TokioIo::new(tcp),
+                    hyper_util::service::TowerToHyperService::new(service),
+                )
+                .with_upgrades()
+                .await
+                .unwrap();
+            // The handler runs on: wait until it finished and was counted.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let stats = probe.stats();
+                if stats.open_connections == 0
+                    && stats.messages_received == (WARMUP + MEASURED) as u64
+                {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{stats:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    });
+
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_nodelay(true).unwrap();
+    client
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let frame = masked_frame(0x2, &[42u8; 20]);
+    let mut reply = [0u8; 22];
+    for _ in 0..WARMUP + MEASURED {
+        client.write_all(&frame).unwrap();
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[..2], &[0x82, 20]);
+    }
+    let allocations = done_rx.recv().unwrap();
+    drop(client);
+    server.join().unwrap();
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in {MEASURED} echoes through the service"
+    );
 }

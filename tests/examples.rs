@@ -195,6 +195,53 @@ async fn demo_serves_the_page_and_the_chat() {
 }
 
 #[tokio::test]
+async fn demo_serves_metrics_and_health_on_the_same_port() {
+    let example = start("demo").await;
+    assert_eq!(
+        get(&example.addr, "/healthz").await,
+        ("HTTP/1.1 200 OK".to_owned(), "ok\n".to_owned())
+    );
+    let url = format!("ws://{}/ws", example.addr);
+    let (mut alice, _) = connect_async(&url).await.unwrap();
+    next_text(&mut alice).await;
+    alice.send(Message::text("counted")).await.unwrap();
+    next_text(&mut alice).await;
+    let (status, metrics) = get(&example.addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for line in [
+        "tower_ws_connections_open{http=\"1.1\"} 1",
+        "tower_ws_handshakes_accepted_total 1",
+        "tower_ws_memory_budget_bytes 268435456",
+        "tower_ws_hub_clients 1",
+        "# TYPE tower_ws_messages_total counter",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // The welcome and the broadcast went out; the message came in.
+    assert!(
+        metrics.contains("tower_ws_messages_total{direction=\"in\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn ops_example_serves_the_feed_and_metrics() {
+    let example = start("ops").await;
+    assert_eq!(get(&example.addr, "/healthz").await.1, "ok\n");
+    let (mut ws, _) = connect_async(format!("ws://{}/upload", example.addr))
+        .await
+        .unwrap();
+    ws.send(Message::binary(vec![1u8; 8])).await.unwrap();
+    // One word of 0x0101..01.
+    assert_eq!(next_text(&mut ws).await, "ack 8 0101010101010101");
+    let (_, metrics) = get(&example.addr, "/metrics").await;
+    assert!(
+        metrics.contains("tower_ws_memory_budget_bytes 268435456"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn callbacks_example_broadcasts_every_message() {
     let example = start("callbacks").await;
     let url = format!("ws://{}/", example.addr);

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::hub::Overflow;
 use super::registry::Clients;
+use crate::budget::QueueCharge;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::service::RequestHead;
 
@@ -29,7 +30,10 @@ pub struct Client {
 pub(super) struct Shared {
     pub(super) id: u64,
     pub(super) head: RequestHead,
-    pub(super) queue: mpsc::Sender<Message>,
+    /// Messages with the bytes charged for them in the memory budget.
+    pub(super) queue: mpsc::Sender<(Message, usize)>,
+    /// Charges queued messages to the connection's memory budget.
+    pub(super) charge: QueueCharge,
     pub(super) overflow: Overflow,
     pub(super) clients: Clients,
     /// Cleared when the closing handshake starts or the connection ends.
@@ -39,6 +43,8 @@ pub(super) struct Shared {
     pub(super) wake: Notify,
     /// Becomes true once the connection is over.
     pub(super) closed: watch::Sender<bool>,
+    /// Messages dropped because the queue was full.
+    pub(super) dropped: AtomicU64,
 }
 
 /// A close asked of the connection.
@@ -140,22 +146,60 @@ impl Client {
     /// [`SendError::QueueFull`] if the queue is full, in which case the
     /// [`Overflow`] policy was applied.
     pub fn send(&self, msg: impl Into<Message>) -> Result<(), SendError> {
+        self.send_charged(msg.into(), false)
+    }
+
+    /// Queues a message; its payload is charged to this client's memory
+    /// budget unless `shared` (a broadcast payload, charged once).
+    pub(super) fn send_charged(&self, msg: Message, shared: bool) -> Result<(), SendError> {
         if !self.is_open() {
             return Err(SendError::Closed);
         }
-        let msg = msg.into();
         if let Message::Close(frame) = msg {
             // Closing goes through `close`, so the connection knows.
             let frame = frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NORMAL, ""));
             self.request_close(frame, true);
             return Ok(());
         }
-        match self.shared.queue.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        let metrics = self.shared.clients.metrics();
+        let charged = QueueCharge::cost(&msg, shared);
+        // Charged before it is queued: the connection may take it at once.
+        self.shared.charge.add(charged);
+        match self.shared.queue.try_send((msg, charged)) {
+            Ok(()) => {
+                metrics.queued();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.charge.remove(charged);
+                Err(SendError::Closed)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.charge.remove(charged);
+                metrics.dropped();
+                let _earlier = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 if let Overflow::Close(code) = self.shared.overflow {
-                    self.request_close(CloseFrame::new(code, "send queue full"), false);
+                    if self.request_close(CloseFrame::new(code, "send queue full"), false) {
+                        metrics.overflow_close();
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(
+                            client = self.id(),
+                            code = code.as_u16(),
+                            "slow consumer: send queue full, closing the client"
+                        );
+                    }
+                } else {
+                    // The first drop is news; the rest are counted (and
+                    // reported when the client leaves).
+                    #[cfg(feature = "tracing")]
+                    if _earlier == 0 {
+                        tracing::debug!(
+                            client = self.id(),
+                            "slow consumer: send queue full, dropping messages"
+                        );
+                    } else {
+                        tracing::trace!(client = self.id(), "slow consumer: message dropped");
+                    }
                 }
                 Err(SendError::QueueFull)
             }
@@ -217,9 +261,10 @@ impl Client {
         }
     }
 
-    pub(super) fn request_close(&self, frame: CloseFrame, drain: bool) {
+    /// Asks the connection to close; false if it was closing already.
+    pub(super) fn request_close(&self, frame: CloseFrame, drain: bool) -> bool {
         if !self.shared.open.swap(false, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let mut request = self
             .shared
@@ -229,6 +274,7 @@ impl Client {
         request.get_or_insert(CloseRequest { frame, drain });
         drop(request);
         self.shared.wake.notify_one();
+        true
     }
 }
 

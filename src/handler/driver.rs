@@ -1,29 +1,28 @@
 //! The task behind each [`Client`]: runs the callbacks, drains the send
-//! queue into the WebSocket, keeps the connection alive and closes it.
+//! queue into the WebSocket and closes it. Keepalive pings and the idle
+//! timeout are the WebSocket's own (`Config::ping_interval`), configured
+//! from the hub's [`Options`] when those are set.
 
 use std::future::{Future, pending, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
 use pin_project_lite::pin_project;
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::{Instant, Interval, MissedTickBehavior, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 
 use super::Handler;
 use super::client::{self, Client};
 use super::hub::{Options, Shared};
+use crate::budget::QueueCharge;
 use crate::error::Error;
 use crate::message::{CloseCode, CloseFrame, Message};
 use crate::service::{RequestHead, UpgradedWebSocket};
-
-/// The payload of keepalive pings.
-const KEEPALIVE: &[u8] = b"tower-ws keepalive";
 
 /// Serves one connection with the hub's handler.
 pub(super) async fn run<H: Handler>(
@@ -39,17 +38,21 @@ pub(super) async fn run<H: Handler>(
         return;
     }
     let (queue, rx) = mpsc::channel(options.queue_capacity);
+    // Queued messages count in the service's memory budget.
+    let charge = ws.queue_charge();
     let client = Client {
         shared: Arc::new(client::Shared {
             id: clients.next_id(),
             head,
             queue,
+            charge: charge.clone(),
             overflow: options.overflow,
             clients: clients.clone(),
             open: AtomicBool::new(true),
             close_request: Mutex::new(None),
             wake: Notify::new(),
             closed: watch::Sender::new(false),
+            dropped: AtomicU64::new(0),
         }),
     };
     // Whatever happens from here on, even a panic outside the callbacks, the
@@ -61,18 +64,22 @@ pub(super) async fn run<H: Handler>(
         shutdown_close(&client);
     }
 
+    ws.configure_keepalive(
+        options.ping_interval,
+        options.pong_timeout,
+        options.idle_timeout,
+    );
     let mut driver = Driver {
         ws,
         rx,
+        charge,
         options,
         close_frame: None,
         deadline: None,
-        pong_deadline: None,
-        idle_deadline: options.idle_timeout.map(|t| Instant::now() + t),
         ended: false,
     };
     if driver
-        .callback(&client, hub.handler.on_open(&client))
+        .callback(&client, "on_open", hub.handler.on_open(&client))
         .await
         .is_err()
     {
@@ -81,7 +88,18 @@ pub(super) async fn run<H: Handler>(
     let frame = driver.serve(&hub.handler, &client).await;
     drop(driver);
     registration.end();
-    let _ = CatchUnwind::new(hub.handler.on_close(&client, frame)).await;
+    #[cfg(feature = "tracing")]
+    match client.shared.dropped.load(Ordering::Relaxed) {
+        0 => {}
+        dropped => tracing::debug!(
+            client = client.id(),
+            dropped,
+            "slow consumer left; messages dropped for it"
+        ),
+    }
+    if let Err(panic) = CatchUnwind::new(hub.handler.on_close(&client, frame)).await {
+        contained(&client, "on_close", &panic);
+    }
 }
 
 fn shutdown_close(client: &Client) {
@@ -89,6 +107,37 @@ fn shutdown_close(client: &Client) {
         CloseFrame::new(CloseCode::AWAY, "server shutting down"),
         true,
     );
+}
+
+/// The payload of a panic caught in a callback.
+struct Panic(Box<dyn std::any::Any + Send>);
+
+impl Panic {
+    /// The panic message, when it is a string (as `panic!` makes it).
+    fn message(&self) -> &str {
+        match (
+            self.0.downcast_ref::<&str>(),
+            self.0.downcast_ref::<String>(),
+        ) {
+            (Some(s), _) => s,
+            (_, Some(s)) => s,
+            _ => "(not a string)",
+        }
+    }
+}
+
+/// A callback panicked: counted and logged; the caller closes the client.
+fn contained(client: &Client, callback: &str, panic: &Panic) {
+    client.clients().metrics().panic();
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        client = client.id(),
+        callback,
+        panic = panic.message(),
+        "a handler callback panicked: closing this client with 1011, the others go on"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (callback, panic.message());
 }
 
 fn internal_error() -> CloseFrame {
@@ -118,23 +167,18 @@ impl Drop for Registration {
 enum Step {
     CloseRequested,
     Deadline,
-    PongTimeout,
-    Idle,
-    Ping,
     Incoming(Option<Result<Message, Error>>),
 }
 
 struct Driver<'a> {
     ws: UpgradedWebSocket,
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<(Message, usize)>,
+    charge: QueueCharge,
     options: &'a Options,
     /// The frame that started the closing handshake, whoever sent it.
     close_frame: Option<CloseFrame>,
     /// Closing: the connection is dropped at this instant.
     deadline: Option<Instant>,
-    /// A keepalive ping is unanswered: fail the connection at this instant.
-    pong_deadline: Option<Instant>,
-    idle_deadline: Option<Instant>,
     /// The connection is over (the WebSocket may still wait to be dropped).
     ended: bool,
 }
@@ -142,25 +186,16 @@ struct Driver<'a> {
 impl Driver<'_> {
     /// Runs the connection to its end; returns the frame for `on_close`.
     async fn serve<H: Handler>(&mut self, handler: &H, client: &Client) -> Option<CloseFrame> {
-        let mut keepalive = self.options.ping_interval.map(|every| {
-            let mut interval = tokio::time::interval_at(Instant::now() + every, every);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            interval
-        });
         loop {
             if self.ended {
                 return self.close_frame.take();
             }
             let closing = self.deadline.is_some();
-            let (deadline, pong_deadline, idle_deadline) =
-                (self.deadline, self.pong_deadline, self.idle_deadline);
+            let deadline = self.deadline;
             let step = tokio::select! {
                 biased;
                 () = client.shared.wake.notified(), if !closing => Step::CloseRequested,
                 () = sleep_opt(deadline) => Step::Deadline,
-                () = sleep_opt(pong_deadline), if !closing => Step::PongTimeout,
-                () = sleep_opt(idle_deadline), if !closing => Step::Idle,
-                () = tick_opt(keepalive.as_mut()), if !closing => Step::Ping,
                 item = poll_fn(|cx| self.poll_io(cx)) => Step::Incoming(item),
             };
             match step {
@@ -176,45 +211,18 @@ impl Driver<'_> {
                     }
                 }
                 Step::Deadline | Step::Incoming(None) => self.end(client),
-                Step::PongTimeout => {
-                    self.fail(
-                        client,
-                        CloseFrame::new(CloseCode::INTERNAL, "keepalive ping timeout"),
-                    )
-                    .await;
-                    return self.close_frame.take();
-                }
-                Step::Idle => {
-                    self.start_close(
-                        client,
-                        CloseFrame::new(CloseCode::AWAY, "idle timeout"),
-                        true,
-                    );
-                }
-                Step::Ping => {
-                    if self.pong_deadline.is_none() {
-                        let ping = Message::Ping(Bytes::from_static(KEEPALIVE));
-                        if Pin::new(&mut self.ws).start_send(ping).is_ok() {
-                            self.pong_deadline = Some(Instant::now() + self.options.pong_timeout);
-                        }
-                    }
-                }
                 Step::Incoming(Some(Ok(msg))) => {
-                    // Anything the peer sends proves it is alive.
-                    self.pong_deadline = None;
                     let result = match msg {
                         Message::Text(_) | Message::Binary(_) => {
-                            if let Some(idle) = self.options.idle_timeout {
-                                self.idle_deadline = Some(Instant::now() + idle);
-                            }
-                            self.callback(client, handler.on_message(msg, client)).await
+                            self.callback(client, "on_message", handler.on_message(msg, client))
+                                .await
                         }
                         Message::Ping(payload) => {
-                            self.callback(client, handler.on_ping(client, payload))
+                            self.callback(client, "on_ping", handler.on_ping(client, payload))
                                 .await
                         }
                         Message::Pong(payload) => {
-                            self.callback(client, handler.on_pong(client, payload))
+                            self.callback(client, "on_pong", handler.on_pong(client, payload))
                                 .await
                         }
                         Message::Close(frame) => {
@@ -229,7 +237,8 @@ impl Driver<'_> {
                         self.start_close(client, internal_error(), false);
                     }
                 }
-                // I/O errors end the stream without a close frame.
+                // Keepalive and idle timeouts come as errors with their
+                // close frame; I/O errors end the stream without one.
                 Step::Incoming(Some(Err(err))) => self.failed(client, &err),
             }
         }
@@ -242,15 +251,21 @@ impl Driver<'_> {
     async fn callback<F: Future<Output = ()>>(
         &mut self,
         client: &Client,
+        name: &'static str,
         callback: F,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Panic> {
         let mut callback = pin!(CatchUnwind::new(callback));
         loop {
             let closing = self.deadline.is_some();
             let deadline = self.deadline;
             tokio::select! {
                 biased;
-                result = &mut callback => return result,
+                result = &mut callback => {
+                    if let Err(panic) = &result {
+                        contained(client, name, panic);
+                    }
+                    return result;
+                }
                 () = client.shared.wake.notified(), if !closing => {
                     let request = client
                         .shared
@@ -297,7 +312,10 @@ impl Driver<'_> {
         while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
             match self.rx.poll_recv(cx) {
                 // An invalid message (never built by `Client`) is dropped.
-                Poll::Ready(Some(msg)) => drop(ws.as_mut().start_send(msg)),
+                Poll::Ready(Some((msg, charged))) => {
+                    self.charge.remove(charged);
+                    drop(ws.as_mut().start_send(msg));
+                }
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
@@ -312,11 +330,24 @@ impl Driver<'_> {
         Pin::new(&mut self.ws).poll_next(cx)
     }
 
-    /// The connection failed with `err`: the WebSocket sent the close frame
-    /// that goes with it, if any.
+    /// The connection failed (or timed out) with `err`: the WebSocket sent
+    /// the close frame that goes with it, if any.
     fn failed(&mut self, client: &Client, err: &Error) {
+        if err.is_overloaded() {
+            // Closed to free memory: what is queued will never be sent.
+            self.discard_queue();
+        }
         if let Some(code) = err.close_code() {
             self.closing(client, CloseFrame::new(code, err.close_reason()));
+        }
+    }
+
+    /// Drops what is queued, releasing its memory; nothing can be queued
+    /// after this.
+    fn discard_queue(&mut self) {
+        self.rx.close();
+        while let Ok((_, charged)) = self.rx.try_recv() {
+            self.charge.remove(charged);
         }
     }
 
@@ -346,7 +377,8 @@ impl Driver<'_> {
         }
         let mut ws = Pin::new(&mut self.ws);
         if drain {
-            while let Ok(msg) = self.rx.try_recv() {
+            while let Ok((msg, charged)) = self.rx.try_recv() {
+                self.charge.remove(charged);
                 drop(ws.as_mut().start_send(msg));
             }
         }
@@ -359,28 +391,17 @@ impl Driver<'_> {
         }
         self.closing(client, frame);
     }
+}
 
-    /// Fails the connection: sends the close frame and drops the connection
-    /// without waiting for the peer (RFC 6455 §7.1.7).
-    async fn fail(&mut self, client: &Client, frame: CloseFrame) {
-        self.start_close(client, frame, false);
-        let ws = &mut self.ws;
-        let flush = poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx));
-        let _ = timeout(self.options.close_timeout, flush).await;
-        self.end(client);
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        self.discard_queue();
     }
 }
 
 async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
-        None => pending().await,
-    }
-}
-
-async fn tick_opt(interval: Option<&mut Interval>) {
-    match interval {
-        Some(interval) => drop(interval.tick().await),
         None => pending().await,
     }
 }
@@ -401,14 +422,14 @@ impl<F> CatchUnwind<F> {
 }
 
 impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
+    type Output = Result<F::Output, Panic>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(())),
+            Err(payload) => Poll::Ready(Err(Panic(payload))),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::driver;
 use super::registry::Clients;
 use crate::backplane::Backplane;
 use crate::message::CloseCode;
+use crate::metrics::HubStats;
 use crate::service::{RequestHead, UpgradeHandler, UpgradedWebSocket};
 
 /// Runs a [`Handler`] for every WebSocket a
@@ -53,6 +54,12 @@ impl<H: Handler> Hub<H> {
     /// The connected clients: broadcast to them, or shut them down.
     pub fn clients(&self) -> &Clients {
         &self.shared.clients
+    }
+
+    /// A snapshot of this hub's counters: clients, broadcasts, messages
+    /// queued and dropped, clients closed for a full queue, contained panics.
+    pub fn stats(&self) -> HubStats {
+        self.shared.clients.stats()
     }
 
     /// The handler.
@@ -117,7 +124,7 @@ pub struct Options {
     pub(super) queue_capacity: usize,
     pub(super) overflow: Overflow,
     pub(super) ping_interval: Option<Duration>,
-    pub(super) pong_timeout: Duration,
+    pub(super) pong_timeout: Option<Duration>,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) close_timeout: Duration,
 }
@@ -129,7 +136,7 @@ impl Default for Options {
             queue_capacity: 128,
             overflow: Overflow::Close(CloseCode::TRY_AGAIN_LATER),
             ping_interval: None,
-            pong_timeout: Duration::from_secs(20),
+            pong_timeout: None,
             idle_timeout: None,
             close_timeout: Duration::from_secs(1),
         }
@@ -173,24 +180,32 @@ impl Options {
     /// failed with close code 1011 ("keepalive ping timeout") without
     /// waiting for a reply, and `on_close` gets that frame.
     ///
-    /// Default is `None` (no keepalive pings).
+    /// This is the WebSocket's own keepalive
+    /// ([`Config::ping_interval`](crate::Config::ping_interval)) set for the
+    /// hub's connections; `Some` here overrides the `Config`.
+    ///
+    /// Default is `None`: the `Config`'s setting applies (itself no pings
+    /// by default).
     pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
         self.ping_interval = interval;
         self
     }
 
-    /// How long a keepalive ping may go unanswered.
+    /// How long a keepalive ping may go unanswered; overrides
+    /// [`Config::pong_timeout`](crate::Config::pong_timeout).
     ///
-    /// Default is 20 seconds.
+    /// Default is the `Config`'s (20 seconds unless changed).
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
-        self.pong_timeout = timeout;
+        self.pong_timeout = Some(timeout);
         self
     }
 
     /// Close a client (1001, "idle timeout") that sent no text or binary
     /// message for this long. Pings and pongs do not count as activity.
+    /// `Some` overrides [`Config::idle_timeout`](crate::Config::idle_timeout).
     ///
-    /// Default is `None` (never).
+    /// Default is `None`: the `Config`'s setting applies (itself never by
+    /// default).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self

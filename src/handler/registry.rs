@@ -13,6 +13,7 @@ use super::client::Client;
 use super::room::Room;
 use crate::backplane::{Backplane, Local, Topic};
 use crate::message::{CloseCode, CloseFrame, Message};
+use crate::metrics::{HubMetrics, HubStats};
 
 /// Every client connected to one [`Hub`](super::Hub): python-WS's
 /// `self.clients`, plus rooms, broadcast and graceful shutdown.
@@ -37,6 +38,7 @@ struct Shared {
     /// How many clients are connected here, to wait for zero.
     count: watch::Sender<usize>,
     backplane: Option<Arc<dyn Backplane>>,
+    metrics: HubMetrics,
 }
 
 #[derive(Default)]
@@ -64,6 +66,7 @@ impl Clients {
                 shutting_down: AtomicBool::new(false),
                 count: watch::Sender::new(0),
                 backplane,
+                metrics: HubMetrics::default(),
             }),
         };
         if let Some(backplane) = &clients.shared.backplane {
@@ -170,6 +173,15 @@ impl Clients {
         }
     }
 
+    pub(super) fn metrics(&self) -> &HubMetrics {
+        &self.shared.metrics
+    }
+
+    pub(super) fn stats(&self) -> HubStats {
+        let clients = *self.shared.count.borrow();
+        self.shared.metrics.snapshot(clients as u64)
+    }
+
     pub(super) fn is_shutting_down(&self) -> bool {
         self.shared.shutting_down.load(Ordering::Acquire)
     }
@@ -246,6 +258,7 @@ impl Clients {
         msg: Message,
         except: Option<&Client>,
     ) -> usize {
+        self.shared.metrics.broadcast();
         let queued = self.shared.send_local(topic, &msg, except);
         if let Some(backplane) = &self.shared.backplane {
             backplane.publish(topic, &msg);
@@ -315,10 +328,16 @@ impl Shared {
     fn send_local(&self, topic: Topic<'_>, msg: &Message, except: Option<&Client>) -> usize {
         // Send outside the lock: a send may close a client, which unregisters.
         let members = self.members(topic);
+        // The payload is shared by every queue: the memory budget counts it
+        // once, for as long as any connection holds it.
+        let msg = match members.first() {
+            Some(c) => c.shared.charge.share(msg.clone()),
+            None => return 0,
+        };
         members
             .iter()
             .filter(|c| except != Some(*c))
-            .filter(|c| c.send(msg.clone()).is_ok())
+            .filter(|c| c.send_charged(msg.clone(), true).is_ok())
             .count()
     }
 }

@@ -7,12 +7,16 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use super::mask::apply_mask;
+use super::traffic::{CloseRecord, Traffic};
 use super::utf8::Utf8Validator;
 use super::write_buf::WriteBuf;
 use crate::config::Config;
 use crate::error::{CapacityError, Error, PayloadError, ProtocolError};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+
+/// Payloads from this size on leave the read buffer with their allocation.
+const DETACH_MIN: usize = 64 << 10;
 
 /// Which end of the connection this engine plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +174,8 @@ pub struct Connection {
     max_fragments: usize,
     out_frame_size: usize,
     max_pending_events: usize,
+    traffic: Traffic,
+    closes: CloseRecord,
 }
 
 impl Connection {
@@ -191,7 +197,45 @@ impl Connection {
             max_fragments: config.max_fragments,
             out_frame_size: config.out_frame_size,
             max_pending_events: config.max_pending_events,
+            traffic: Traffic::default(),
+            closes: CloseRecord::default(),
         }
+    }
+
+    /// The messages and bytes this connection carried so far.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// The close frames sent and received so far.
+    pub fn close_record(&self) -> &CloseRecord {
+        &self.closes
+    }
+
+    /// Bytes the engine holds on the input side: the read buffer (its whole
+    /// allocation), the message being reassembled (or inflated), and the
+    /// messages parsed ahead of the application.
+    pub fn buffered_bytes(&self) -> usize {
+        let message = self.message.as_ref().map_or(0, |m| {
+            m.buf.capacity() + m.first.as_ref().map_or(0, Bytes::len)
+        });
+        self.read.capacity() + message + self.pending_bytes
+    }
+
+    /// Room left in the read buffer's allocation.
+    pub fn read_spare(&self) -> usize {
+        self.read.capacity() - self.read.len()
+    }
+
+    /// Fails the connection for a reason decided outside the engine (a
+    /// keepalive timeout, server overload): queues the error's close frame
+    /// unless one was sent, and drops all buffered input and read-ahead.
+    /// The caller reports `err` to the application.
+    pub(crate) fn fail_with(&mut self, err: &Error, out: &mut WriteBuf) {
+        self.fail(err, out);
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.error_pending = false;
     }
 
     /// The buffer received bytes go into. The I/O layer reads straight into
@@ -362,6 +406,7 @@ impl Connection {
             Message::Close(frame) => {
                 let payload = close_payload(frame.as_ref())?;
                 out.push_frame(true, 0, OpCode::Close, &payload, self.mask());
+                self.closes.on_sent(frame.as_ref());
                 self.state = State::CloseSent;
                 Ok(())
             }
@@ -380,6 +425,8 @@ impl Connection {
                 "a client masks every frame with a fresh key, so it cannot send a pre-encoded frame (RFC 6455 §5.3)",
             ));
         }
+        self.traffic.messages_sent += 1;
+        self.traffic.bytes_sent += frame.len() as u64;
         out.push_encoded(frame);
         Ok(())
     }
@@ -397,9 +444,15 @@ impl Connection {
         payload: Bytes,
         out: &mut WriteBuf,
     ) -> Result<(), Error> {
+        self.traffic.messages_sent += 1;
+        self.traffic.bytes_sent += payload.len() as u64;
         let (payload, rsv) = match &mut self.extension {
             Some(ext) => match ext.encode_shared(&payload)? {
-                Some(compressed) => (compressed, ext.rsv()),
+                Some(compressed) => {
+                    self.traffic.deflate_input_bytes_sent += payload.len() as u64;
+                    self.traffic.compressed_bytes_sent += compressed.len() as u64;
+                    (compressed, ext.rsv())
+                }
                 None => (payload, 0),
             },
             None => (payload, 0),
@@ -416,6 +469,7 @@ impl Connection {
                 let frame = CloseFrame::new(code, Utf8Bytes::from_static(err.close_reason()));
                 if let Ok(payload) = close_payload(Some(&frame)) {
                     out.push_frame(true, 0, OpCode::Close, &payload, self.mask());
+                    self.closes.on_sent(Some(&frame));
                 }
             }
         }
@@ -464,6 +518,12 @@ impl Connection {
             let header = frame.header;
             self.frame = None;
             let payload = self.read.split_to(len).freeze();
+            if len >= DETACH_MIN && self.read.len() < DETACH_MIN {
+                // The payload and the read buffer share one allocation: give
+                // the few bytes after it a buffer of their own, so a large
+                // message's memory goes when the message goes.
+                self.read = BytesMut::from(&self.read[..]);
+            }
             let msg = if header.opcode.is_control() {
                 self.on_control(header.opcode, payload, out)?
             } else {
@@ -565,6 +625,7 @@ impl Connection {
                 .as_mut()
                 .expect("RSV bits were checked against the extension");
             let before = msg.buf.len();
+            self.traffic.compressed_bytes_received += payload.len() as u64;
             ext.decode(&payload, fin, &mut msg.buf, max)?;
             if msg.text && msg.utf8.feed(&msg.buf[before..]).is_err() {
                 return Err(Error::payload(PayloadError::InvalidUtf8));
@@ -586,6 +647,11 @@ impl Connection {
             Some(first) if msg.buf.is_empty() => first,
             _ => msg.buf.freeze(),
         };
+        self.traffic.messages_received += 1;
+        self.traffic.bytes_received += data.len() as u64;
+        if msg.compressed {
+            self.traffic.inflated_bytes_received += data.len() as u64;
+        }
         if msg.text {
             // RFC 6455 §8.1: the whole message must be valid UTF-8.
             if msg.utf8.finish().is_err() {
@@ -617,13 +683,13 @@ impl Connection {
             OpCode::Close => {
                 let frame = parse_close_payload(payload)?;
                 self.close_received = true;
+                self.closes.on_received(frame.as_ref());
                 if self.state == State::Open {
                     // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
-                    let reply = match &frame {
-                        Some(f) => close_payload(Some(&CloseFrame::new(f.code, "")))?,
-                        None => Bytes::new(),
-                    };
+                    let echo = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    let reply = close_payload(echo.as_ref())?;
                     out.push_frame(true, 0, OpCode::Close, &reply, self.mask());
+                    self.closes.on_sent(echo.as_ref());
                 }
                 self.state = State::Closed;
                 self.read = BytesMut::new();

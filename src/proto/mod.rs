@@ -8,9 +8,11 @@
 mod connection;
 pub(crate) mod frame;
 pub mod mask;
+mod traffic;
 mod utf8;
 mod write_buf;
 
 pub use connection::{Connection, MaskKeys, Role};
+pub use traffic::{CloseRecord, Traffic};
 pub use utf8::{Invalid as InvalidUtf8, Utf8Validator};
 pub use write_buf::WriteBuf;

@@ -33,6 +33,9 @@ pub struct WriteBuf {
     /// Bytes still being coalesced, after every chunk.
     tail: BytesMut,
     len: usize,
+    /// Bytes of the frame at the front not yet written (0 at a frame
+    /// boundary), so unsent output can be dropped without cutting a frame.
+    front_frame_left: usize,
 }
 
 impl WriteBuf {
@@ -49,6 +52,56 @@ impl WriteBuf {
     /// Whether nothing waits to be written.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Memory this buffer holds: the bytes waiting, and the spare room of
+    /// the coalescing buffer (kept for the next frames).
+    pub fn buffered_bytes(&self) -> usize {
+        self.len - self.tail.len() + self.tail.capacity()
+    }
+
+    /// Drops everything not yet written except the rest of the frame being
+    /// written (a frame cut short would corrupt the stream), and frees the
+    /// memory; returns how many bytes were dropped. For a connection that
+    /// is being closed because its peer does not read.
+    pub fn discard_unsent(&mut self) -> usize {
+        let keep = self.front_frame_left.min(self.len);
+        let dropped = self.len - keep;
+        let mut left = keep;
+        let mut kept = VecDeque::new();
+        while let Some(mut chunk) = self.chunks.pop_front() {
+            if left == 0 {
+                break;
+            }
+            chunk.truncate(left);
+            left -= chunk.len();
+            kept.push_back(chunk);
+        }
+        self.chunks = kept;
+        if left > 0 {
+            self.tail.truncate(left);
+        } else {
+            self.tail = BytesMut::new();
+        }
+        self.len = keep;
+        dropped
+    }
+
+    /// The length of the frame whose header starts the unwritten bytes
+    /// (RFC 6455 §5.2). Frames are queued whole and a header never spans
+    /// two chunks, so it is in `chunk()`.
+    fn front_frame_len(&self) -> usize {
+        let b = self.chunk();
+        let masked = if b[1] & 0x80 != 0 { 4 } else { 0 };
+        let (header, payload) = match b[1] & 0x7f {
+            126 => (4, usize::from(u16::from_be_bytes([b[2], b[3]]))),
+            127 => (
+                10,
+                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
+            ),
+            n => (2, usize::from(n)),
+        };
+        header + masked + payload
     }
 
     /// Appends one frame: a header built from the arguments, then `payload`.
@@ -128,8 +181,24 @@ impl Buf for WriteBuf {
         n
     }
 
-    fn advance(&mut self, mut cnt: usize) {
+    fn advance(&mut self, cnt: usize) {
         assert!(cnt <= self.len, "advance past the end of WriteBuf");
+        let mut left = cnt;
+        // Frame by frame, reading each header as it comes to the front.
+        while left > 0 {
+            if self.front_frame_left == 0 {
+                self.front_frame_left = self.front_frame_len();
+            }
+            let step = left.min(self.front_frame_left);
+            self.front_frame_left -= step;
+            self.consume(step);
+            left -= step;
+        }
+    }
+}
+
+impl WriteBuf {
+    fn consume(&mut self, mut cnt: usize) {
         self.len -= cnt;
         while cnt > 0 {
             match self.chunks.front_mut() {
@@ -185,6 +254,68 @@ mod tests {
         assert_eq!(&flat[4..8], &[0x82, 126, 0x08, 0x01]);
         assert!(flat[8..8 + COPY_THRESHOLD + 1].iter().all(|&b| b == 7));
         assert_eq!(&flat[flat.len() - 4..], &[0x8a, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn discarding_keeps_the_frame_being_written_whole() {
+        let mut w = WriteBuf::new();
+        let large = Bytes::from(vec![3u8; 5000]);
+        let small = Bytes::from_static(b"abc");
+        w.push_frame(true, 0, OpCode::Binary, &large, None);
+        w.push_frame(true, 0, OpCode::Text, &small, None);
+        w.push_frame(true, 0, OpCode::Binary, &large, None);
+        // The peer took part of the first frame.
+        w.advance(1000);
+        let dropped = w.discard_unsent();
+        assert_eq!(
+            w.len(),
+            4 + 5000 - 1000,
+            "the rest of the first frame stays"
+        );
+        assert_eq!(dropped, 2 + 3 + 4 + 5000);
+        // A close frame can follow: the stream stays well-formed.
+        w.push_frame(
+            true,
+            0,
+            OpCode::Close,
+            &Bytes::from_static(b"\x03\xf5"),
+            None,
+        );
+        let mut flat = Vec::new();
+        while w.has_remaining() {
+            let n = w.chunk().len();
+            flat.extend_from_slice(w.chunk());
+            w.advance(n);
+        }
+        assert_eq!(flat.len(), 4004 + 4);
+        assert_eq!(&flat[flat.len() - 4..], b"\x88\x02\x03\xf5");
+    }
+
+    #[test]
+    fn discarding_at_a_frame_boundary_drops_everything() {
+        let mut w = WriteBuf::new();
+        let small = Bytes::from_static(b"abc");
+        w.push_frame(true, 0, OpCode::Text, &small, None);
+        w.push_frame(true, 0, OpCode::Text, &small, None);
+        w.advance(5);
+        assert_eq!(w.discard_unsent(), 5);
+        assert!(w.is_empty());
+        assert_eq!(w.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn advancing_across_many_frames_at_once_tracks_boundaries() {
+        let mut w = WriteBuf::new();
+        let large = Bytes::from(vec![1u8; 70_000]);
+        for _ in 0..3 {
+            w.push_frame(true, 0, OpCode::Text, &Bytes::from_static(b"x"), None);
+            w.push_frame(true, 0, OpCode::Binary, &large, None);
+        }
+        let total = w.len();
+        // Everything but 10 bytes of the last frame, in one step.
+        w.advance(total - 10);
+        assert_eq!(w.discard_unsent(), 0);
+        assert_eq!(w.len(), 10);
     }
 
     #[test]

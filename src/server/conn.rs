@@ -14,17 +14,21 @@ use tower_service::Service;
 
 use super::io::{Http, sniff};
 use super::{HttpService, Settings};
+use crate::service::PeerAddr;
 use crate::shutdown::Shutdown;
 
-/// Puts the server's [`Shutdown`] into every request's extensions, where
-/// [`WebSocketService`](crate::WebSocketService) finds it.
+/// Puts the server's [`Shutdown`] and the connection's [`PeerAddr`] into
+/// every request's extensions, where
+/// [`WebSocketService`](crate::WebSocketService) finds them.
 #[derive(Clone, Debug)]
-pub(super) struct AddShutdown<S> {
+pub(super) struct AddExtensions<S> {
     pub(super) inner: S,
     pub(super) shutdown: Shutdown,
+    /// The peer of the connection (set per accepted connection).
+    pub(super) peer: Option<PeerAddr>,
 }
 
-impl<S, B> Service<Request<B>> for AddShutdown<S>
+impl<S, B> Service<Request<B>> for AddExtensions<S>
 where
     S: Service<Request<B>>,
 {
@@ -38,13 +42,16 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
         req.extensions_mut().insert(self.shutdown.clone());
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(peer);
+        }
         self.inner.call(req)
     }
 }
 
 /// What a connection task needs besides its socket.
 pub(super) struct Conn<S> {
-    pub(super) service: AddShutdown<S>,
+    pub(super) service: AddExtensions<S>,
     pub(super) settings: std::sync::Arc<Settings>,
     #[cfg(feature = "tls")]
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,

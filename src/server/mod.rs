@@ -56,8 +56,9 @@ use tower_service::Service;
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
 
+use crate::service::PeerAddr;
 use crate::shutdown::Shutdown;
-use conn::{AddShutdown, Conn};
+use conn::{AddExtensions, Conn};
 
 /// Serves `service` on every connection `listener` accepts: HTTP/1.1 and
 /// HTTP/2, WebSocket upgrades and extended CONNECTs. Await the returned
@@ -338,9 +339,10 @@ where
     } = serve;
     let settings = Arc::new(settings);
     let shutdown = Shutdown::new();
-    let service = AddShutdown {
+    let service = AddExtensions {
         inner: service,
         shutdown: shutdown.clone(),
+        peer: None,
     };
     #[cfg(feature = "tls")]
     let tls = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
@@ -348,11 +350,11 @@ where
     let mut connections = JoinSet::new();
     let mut signal = std::pin::pin!(signal);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = &mut signal => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(_) => {
                     // Out of file descriptors or similar: the open
@@ -363,7 +365,10 @@ where
             },
         };
         let conn = Conn {
-            service: service.clone(),
+            service: AddExtensions {
+                peer: Some(PeerAddr(peer)),
+                ..service.clone()
+            },
             settings: settings.clone(),
             #[cfg(feature = "tls")]
             tls: tls.clone(),

@@ -4,6 +4,7 @@
 
 mod future;
 mod layer;
+mod observe;
 #[allow(clippy::module_inception)]
 mod service;
 pub(crate) mod upgrade;
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioIo;
 
 pub use future::ResponseFuture;
 pub use layer::WebSocketLayer;
+pub use observe::PeerAddr;
 pub use service::{UpgradeRequired, WebSocketService};
 
 use crate::stream::WebSocket;

@@ -12,10 +12,13 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use super::observe::{OpenGauge, refuse};
 use super::upgrade::{self, Accepted, PendingUpgrade, take_on_upgrade};
 use super::{RequestHead, UpgradeHandler, WebSocketLayer};
+use crate::budget::{Budget, MemoryBudget};
 use crate::config::Config;
 use crate::handshake::{OriginPolicy, Policy, Protocols, Reject};
+use crate::metrics::{Refusal, ServiceMetrics, Stats};
 use crate::shutdown::Shutdown;
 
 /// Answers WebSocket handshakes and hands each upgraded connection to a
@@ -71,6 +74,10 @@ struct Settings {
     connections: Option<Arc<Semaphore>>,
     /// The graceful-shutdown signal given to every WebSocket.
     shutdown: Option<Shutdown>,
+    /// The counters, shared by every clone of the service.
+    metrics: Arc<ServiceMetrics>,
+    /// The memory all connections buffer, against an optional limit.
+    budget: Arc<Budget>,
 }
 
 impl<H> WebSocketService<H, UpgradeRequired> {
@@ -92,6 +99,8 @@ impl<H> WebSocketService<H, UpgradeRequired> {
                 path: None,
                 connections: None,
                 shutdown: None,
+                metrics: Arc::default(),
+                budget: Arc::default(),
             }),
         }
     }
@@ -213,6 +222,42 @@ impl<H, S> WebSocketService<H, S> {
         self
     }
 
+    /// One memory budget for every connection of this service (and its
+    /// clones): what they buffer together. While it is exhausted, upgrades
+    /// get `503 Service Unavailable` with `Retry-After: 1`, connections stop
+    /// reading (their peers feel TCP backpressure), and past the grace
+    /// period the connections holding the most unsent output are closed
+    /// with 1013 (or the code set) and counted in
+    /// [`Stats::budget_closes`](crate::metrics::Stats::budget_closes). See
+    /// [`MemoryBudget`] for what counts.
+    ///
+    /// ```
+    /// use tower_ws::{MemoryBudget, RequestHead, UpgradedWebSocket, WebSocketService};
+    ///
+    /// let service = WebSocketService::new(|_ws: UpgradedWebSocket, _head: RequestHead| async {})
+    ///     .memory_budget(MemoryBudget::new(512 << 20));
+    /// assert_eq!(service.stats().memory_budget, Some(512 << 20));
+    /// ```
+    ///
+    /// Default is no limit (buffered bytes are still counted in
+    /// [`Stats::buffered_bytes`](crate::metrics::Stats::buffered_bytes)).
+    pub fn memory_budget(mut self, budget: MemoryBudget) -> Self {
+        self.settings().budget = Arc::new(Budget::new(Some(budget)));
+        self
+    }
+
+    /// A snapshot of the counters of this service and all its clones:
+    /// open connections, handshakes, traffic, close codes, buffered bytes.
+    /// Cheap enough to call on every scrape.
+    pub fn stats(&self) -> Stats {
+        let budget = &self.settings.budget;
+        self.settings.metrics.snapshot(
+            budget.used() as u64,
+            budget.limit().map(|l| l as u64),
+            budget.closes(),
+        )
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -256,34 +301,40 @@ where
             &settings.policy,
         ) {
             None if settings.path.is_some() => {
-                return ResponseFuture::ready(
-                    Reject::new(
-                        StatusCode::UPGRADE_REQUIRED,
-                        "this URL is a WebSocket endpoint: open it with new WebSocket(url), not as a page",
-                    )
-                    .response(),
+                let reject = Reject::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "this URL is a WebSocket endpoint: open it with new WebSocket(url), not as a page",
                 );
+                return ResponseFuture::ready(reject.response());
             }
             None => return ResponseFuture::inner(self.inner.call(req)),
-            Some(Err(reject)) => return ResponseFuture::ready(reject.response()),
+            Some(Err(reject)) => {
+                let why = Refusal::of_status(reject.status);
+                return refuse(&settings.metrics, why, reject, &req);
+            }
             Some(Ok(accepted)) => accepted,
         };
         let on_upgrade = match take_on_upgrade(req.extensions_mut()) {
             Ok(on_upgrade) => on_upgrade,
-            Err(reject) => return ResponseFuture::ready(reject.response()),
+            Err(reject) => return refuse(&settings.metrics, Refusal::NotUpgradable, reject, &req),
         };
+        if settings.budget.is_exhausted() {
+            let reject = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is short of memory for new WebSockets: try again later",
+            );
+            return refuse(&settings.metrics, Refusal::MemoryBudget, reject, &req);
+        }
         let permit = match &settings.connections {
             None => None,
             Some(connections) => match connections.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return ResponseFuture::ready(
-                        Reject::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many WebSocket connections: try again later",
-                        )
-                        .response(),
+                    let reject = Reject::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many WebSocket connections: try again later",
                     );
+                    return refuse(&settings.metrics, Refusal::ConnectionLimit, reject, &req);
                 }
             },
         };
@@ -291,21 +342,31 @@ where
             .shutdown
             .clone()
             .or_else(|| req.extensions().get::<Shutdown>().cloned());
+        let version = req.version();
+        #[cfg(feature = "tracing")]
+        let span = super::observe::connection_span(&req, response.headers());
+        settings.metrics.accepted();
         let pending = PendingUpgrade::new(on_upgrade, agreed, &settings.config);
         let (head, _body) = req.into_parts();
         let head = detach(head);
         let handler = self.handler.clone();
         let settings = self.settings.clone();
-        tokio::spawn(async move {
+        let task = async move {
             // The upgrade fails only if the client went away before it finished.
             if let Ok(mut ws) = pending.websocket(&settings.config).await {
                 if let Some(shutdown) = &shutdown {
                     ws.watch_shutdown(shutdown);
                 }
+                ws.observe(settings.metrics.clone());
+                ws.attach_budget(&settings.budget);
+                let _open = OpenGauge::new(&settings.metrics, version);
                 handler.call(ws, head).await;
             }
             drop(permit);
-        });
+        };
+        #[cfg(feature = "tracing")]
+        let task = tracing::Instrument::instrument(task, span);
+        tokio::spawn(task);
         ResponseFuture::ready(response)
     }
 }

@@ -1,26 +1,33 @@
 //! [`WebSocket`]: the protocol engine driven over an async transport, as a
 //! `Stream` of received messages and a `Sink` of messages to send.
 
+mod keepalive;
+mod observe;
 mod split;
 
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
+use keepalive::{Activity, Due, Keepalive, PING_PAYLOAD};
+use observe::Observer;
 pub use split::{WebSocketReader, WebSocketWriter};
 
+use crate::budget::{Account, Budget, QueueCharge, RESERVE_MIN};
 use crate::config::Config;
 use crate::error::{Error, Kind};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use crate::metrics::{ConnEvent, ServiceMetrics};
 use crate::proto::{Connection, Role, WriteBuf};
 use crate::shutdown::{Shutdown, Watch};
 
@@ -87,6 +94,24 @@ pub(crate) struct Inner<IO> {
     watch: Option<Watch>,
     /// Going away on that signal: the deadline for the peer's close reply.
     going_away: Option<Pin<Box<Sleep>>>,
+    obs: Observer,
+    keepalive: Keepalive,
+    /// Why this side ended the connection (keepalive, idle timeout,
+    /// overload), and whether the reader was told.
+    fault: Option<Kind>,
+    fault_reported: bool,
+    /// This connection's share of the service's memory budget.
+    account: Account,
+    /// The size of the large message just delivered: it stays charged
+    /// until the application asks for the next one (a hub's callback has
+    /// then returned), as the application holds it meanwhile.
+    delivered: usize,
+}
+
+impl<IO> Drop for Inner<IO> {
+    fn drop(&mut self) {
+        self.obs.finish(&self.conn);
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
@@ -171,6 +196,33 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     pub fn buffered_amount(&self) -> usize {
         self.inner.out.len()
     }
+
+    /// Counts this connection's traffic and close in a service's metrics.
+    pub(crate) fn observe(&mut self, metrics: Arc<ServiceMetrics>) {
+        self.inner.obs.attach(metrics);
+    }
+
+    /// Charges this connection's buffers to a service's memory budget.
+    pub(crate) fn attach_budget(&mut self, budget: &Arc<Budget>) {
+        self.inner.account.attach(budget);
+    }
+
+    /// Where a hub charges the messages queued for this connection.
+    pub(crate) fn queue_charge(&self) -> QueueCharge {
+        self.inner.account.queue_charge()
+    }
+
+    /// Overrides the keepalive settings of the `Config` (those given).
+    pub(crate) fn configure_keepalive(
+        &mut self,
+        ping_interval: Option<Duration>,
+        pong_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) {
+        self.inner
+            .keepalive
+            .configure(ping_interval, pong_timeout, idle_timeout);
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
@@ -186,6 +238,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_timers(cx);
         if self.inner.poll_signal(cx) {
             // A task that only writes still gets the close frame on the wire.
             let _ = self.inner.poll_write_out(cx);
@@ -198,6 +251,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_timers(cx);
         self.inner.poll_flush(cx)
     }
 
@@ -221,6 +275,98 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             done: false,
             watch: None,
             going_away: None,
+            obs: Observer::default(),
+            keepalive: Keepalive::new(config),
+            fault: None,
+            fault_reported: false,
+            account: Account::default(),
+            delivered: 0,
+        }
+    }
+
+    /// The memory budget chose this connection to close (it holds the most
+    /// while memory is short): its unsent output is dropped (but for the
+    /// rest of a frame being written), its input too, and it is failed
+    /// with the budget's close code.
+    fn check_evicted(&mut self) {
+        if self.fault.is_some() || !self.account.is_evicted() {
+            return;
+        }
+        let _dropped = self.out.discard_unsent();
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            unsent_bytes_dropped = _dropped,
+            code = self.account.close_code().as_u16(),
+            "closed for the memory budget: this connection held the most"
+        );
+        self.fail(Kind::Overloaded(self.account.close_code()));
+        self.account.sync(
+            self.input_held(),
+            self.out.buffered_bytes(),
+            self.obs.sent_total(),
+        );
+    }
+
+    /// Runs the keepalive and idle timers: queues a ping, or ends the
+    /// connection when the peer stopped answering or went idle. A reader
+    /// calls this on every poll; a split writer only while the reader is
+    /// not waiting (the timers keep one waker, like the transport).
+    pub(crate) fn poll_timers(&mut self, cx: &mut Context<'_>) {
+        if !self.keepalive.is_active() || self.conn.close_sent() || self.done {
+            return;
+        }
+        loop {
+            let activity = Activity {
+                bytes: self.obs.received_total(),
+                messages: self.conn.traffic().messages_received,
+                paused: self.account.is_paused(),
+            };
+            match self.keepalive.poll(cx, activity) {
+                None => return,
+                Some(Due::Ping) => {
+                    let ping = Message::Ping(Bytes::from_static(PING_PAYLOAD));
+                    let _ = self.conn.send(ping, &mut self.out);
+                }
+                Some(Due::PongTimeout) => {
+                    self.obs.event(ConnEvent::KeepaliveTimeout);
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("keepalive ping unanswered: failing the connection with 1011");
+                    self.fail(Kind::KeepaliveTimeout);
+                    return;
+                }
+                Some(Due::Idle) => {
+                    self.obs.event(ConnEvent::IdleTimeout);
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("no message within the idle timeout: closing with 1001");
+                    let frame = CloseFrame::new(CloseCode::AWAY, "idle timeout");
+                    let _ = self.conn.send(Message::Close(Some(frame)), &mut self.out);
+                    self.fault = Some(Kind::IdleTimeout);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fails the connection for a reason of this side: close frame queued,
+    /// buffered input dropped; the reader reports `kind` next.
+    fn fail(&mut self, kind: Kind) {
+        self.conn.fail_with(&Error::new(kind), &mut self.out);
+        self.fault = Some(kind);
+    }
+
+    /// Bookkeeping at the end of every poll: a connection that is about to
+    /// wait folds its counters.
+    fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
+        self.account.sync(
+            self.input_held(),
+            self.out.buffered_bytes(),
+            self.obs.sent_total(),
+        );
+        if pending {
+            self.obs.fold(&self.conn);
+            self.account.register_waker(cx, reader);
+        } else {
+            self.obs.fold_if_due(&self.conn);
         }
     }
 
@@ -268,6 +414,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             if n == 0 {
                 return Poll::Ready(Err(Error::io(std::io::ErrorKind::WriteZero.into())));
             }
+            self.obs.wrote(n);
             self.out.advance(n);
         }
         Pin::new(&mut self.io).poll_flush(cx).map_err(Error::io)
@@ -275,6 +422,41 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// Reads once from the transport into the engine. `Ok(false)` is EOF.
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        // While the memory budget is exhausted, nothing more is read: the
+        // peer feels TCP backpressure.
+        let input = self.input_held();
+        let (remaining, received) = (self.conn.frame_remaining(), self.obs.received_total());
+        ready!(
+            self.account
+                .poll_read_permit(cx, input, remaining, received)
+        );
+        let result = self.read_some(cx);
+        if let Poll::Ready(Ok(true)) = result {
+            self.account.sync(
+                self.input_held(),
+                self.out.buffered_bytes(),
+                self.obs.sent_total(),
+            );
+        }
+        result
+    }
+
+    /// What the connection holds on the input side, counting the rest of
+    /// the frame being received when it is large (the memory budget admits
+    /// large frames whole) and a large message the application is handling.
+    fn input_held(&self) -> usize {
+        let remaining = self.conn.frame_remaining();
+        let large = remaining >= RESERVE_MIN;
+        // The part of the frame the read buffer has no room for yet.
+        let rest = if large {
+            remaining.saturating_sub(self.conn.read_spare())
+        } else {
+            0
+        };
+        self.conn.buffered_bytes() + rest + self.delivered
+    }
+
+    fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         if self.conn.read_buf().capacity() == 0 {
             // A connection that has received nothing yet holds no read buffer:
             // wait for its first bytes with a small one on the stack, so
@@ -285,20 +467,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             if first.filled().is_empty() {
                 return Poll::Ready(Ok(false));
             }
+            self.obs.read(first.filled().len());
             let buf = self.conn.read_buf();
             buf.reserve(self.read_buffer_size);
             buf.extend_from_slice(first.filled());
             return Poll::Ready(Ok(true));
         }
         // Room for the rest of a large frame (up to a cap: a declared length
-        // is not trusted with memory), or for a message as large as the last
-        // one, so a message usually arrives in one read. When the buffer is
-        // empty and no message still uses it, `reserve` takes it back from
-        // the start without copying.
-        let want = self
-            .read_buffer_size
-            .max(self.read_hint)
-            .max(self.conn.frame_remaining().min(MAX_READ_AHEAD));
+        // is not trusted with memory, unless a memory budget admitted the
+        // frame whole, when it is allocated once), or for a message as large
+        // as the last one, so a message usually arrives in one read. When
+        // the buffer is empty and no message still uses it, `reserve` takes
+        // it back from the start without copying.
+        let remaining = self.conn.frame_remaining();
+        let frame = if self.account.admits_whole_frames() {
+            remaining
+        } else {
+            remaining.min(MAX_READ_AHEAD)
+        };
+        let want = self.read_buffer_size.max(self.read_hint).max(frame);
         let buf = self.conn.read_buf();
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
@@ -309,6 +496,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             buf
         ))
         .map_err(Error::io)?;
+        self.obs.read(n);
         Poll::Ready(Ok(n > 0))
     }
 
@@ -324,7 +512,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         cx: &mut Context<'_>,
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
-        let next = self.poll_next_unbounded(cx, flush_output);
+        let result = self.poll_next_bounded(cx, flush_output);
+        self.after_poll(cx, result.is_pending(), true);
+        result
+    }
+
+    /// The next message, or a timeout error once a 1001 sent on the
+    /// shutdown signal went unanswered for the close timeout.
+    fn poll_next_bounded(
+        &mut self,
+        cx: &mut Context<'_>,
+        flush_output: bool,
+    ) -> Poll<Option<Result<Message, Error>>> {
+        let next = self.next_message(cx, flush_output);
         if next.is_pending() {
             if let Some(deadline) = &mut self.going_away {
                 if deadline.as_mut().poll(cx).is_ready() {
@@ -337,18 +537,48 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         next
     }
 
-    fn poll_next_unbounded(
+    fn next_message(
         &mut self,
         cx: &mut Context<'_>,
         flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
+        // The application is back for more: the last message is its own.
+        self.delivered = 0;
+        self.check_evicted();
+        self.poll_timers(cx);
+        if let (Some(kind), false) = (self.fault, self.fault_reported) {
+            self.fault_reported = true;
+            if flush_output {
+                // Get the close frame on its way even if the application
+                // drops the connection on this error.
+                let _ = self.poll_write_out(cx);
+            }
+            return Poll::Ready(Some(Err(Error::new(kind))));
+        }
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
             if let Some(event) = self.conn.poll_event(&mut self.out) {
-                if let Ok(msg @ (Message::Text(_) | Message::Binary(_))) = &event {
-                    self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                match &event {
+                    Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
+                        self.read_hint = (msg.len() + MAX_HEADER_LEN).min(MAX_READ_AHEAD);
+                        if msg.len() >= RESERVE_MIN {
+                            self.delivered = msg.len();
+                        }
+                        #[cfg(feature = "tracing")]
+                        tracing::trace!(len = msg.len(), text = msg.is_text(), "message received");
+                    }
+                    Err(e) if e.is_protocol() || e.is_invalid_payload() || e.is_capacity() => {
+                        self.obs.event(ConnEvent::ProtocolError);
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(
+                            error = %e,
+                            code = e.close_code().map(|c| c.as_u16()),
+                            "the peer broke the protocol: failing the connection"
+                        );
+                    }
+                    _ => {}
                 }
                 if self.conn.is_closed() && flush_output {
                     // Get the close reply (or failure close) on the wire even if
@@ -402,6 +632,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let result = self.ready_to_send(cx);
+        self.after_poll(cx, result.is_pending(), false);
+        result
+    }
+
+    fn ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.check_evicted();
+        if let Some(kind) = self.fault {
+            return Poll::Ready(Err(Error::new(kind)));
+        }
         if self.conn.close_sent() || self.done {
             return Poll::Ready(Err(Error::closed()));
         }
@@ -412,6 +652,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     pub(crate) fn start_send(&mut self, msg: Message) -> Result<(), Error> {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(len = msg.len(), kind = ?msg_kind(&msg), "message sent");
         self.conn.send(msg, &mut self.out)
     }
 
@@ -419,7 +661,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         if self.shutdown {
             return Poll::Ready(Ok(()));
         }
-        self.poll_write_out(cx)
+        self.check_evicted();
+        if let Some(kind) = self.fault.filter(|k| *k != Kind::IdleTimeout) {
+            // Failed: what is left unsent goes out only while the reader
+            // shuts the connection down (bounded by the close timeout).
+            return Poll::Ready(Err(Error::new(kind)));
+        }
+        let result = self.poll_write_out(cx);
+        self.after_poll(cx, result.is_pending(), false);
+        result
     }
 
     /// Parses input ahead of the application so pings are answered while it
@@ -552,6 +802,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(close_timeout)))
             .as_mut()
             .poll(cx)
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn msg_kind(msg: &Message) -> &'static str {
+    match msg {
+        Message::Text(_) => "text",
+        Message::Binary(_) => "binary",
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        Message::Close(_) => "close",
     }
 }
 

@@ -116,6 +116,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<IO> {
         }
         if !s.reader_waiting {
             s.inner.drive_input(cx)?;
+            s.inner.poll_timers(cx);
         }
         let result = op(&mut s.inner, cx);
         s.writer_waiting = result.is_pending();

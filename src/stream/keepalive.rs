@@ -1,0 +1,223 @@
+//! Keepalive pings and the idle timeout of a [`WebSocket`](super::WebSocket).
+//!
+//! Two timers, armed lazily on the first poll and only when configured.
+//! Nothing is done per message: liveness is read from counters the
+//! connection keeps anyway (bytes received, messages received), compared
+//! when a timer fires. So an idle timeout fires between `idle` and twice
+//! `idle` after the last message, the usual price of a timer that is not
+//! reset per message.
+
+use std::pin::Pin;
+use std::task::Context;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep, sleep};
+
+use crate::config::Config;
+
+/// The payload of keepalive pings.
+pub(crate) const PING_PAYLOAD: &[u8] = b"tower-ws keepalive";
+
+/// What the timers decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Send a keepalive ping now.
+    Ping,
+    /// The last ping went unanswered for the pong timeout: fail with 1011.
+    PongTimeout,
+    /// No message for the idle timeout: close with 1001.
+    Idle,
+}
+
+/// The counters liveness is judged by, read when a timer fires.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Activity {
+    /// Bytes ever received from the peer.
+    pub(crate) bytes: u64,
+    /// Text and binary messages ever received.
+    pub(crate) messages: u64,
+    /// Reading is paused (memory budget): an answer may be waiting unread.
+    pub(crate) paused: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Keepalive {
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    ping_timer: Option<Pin<Box<Sleep>>>,
+    /// When the unanswered ping went out, and the bytes received by then.
+    awaiting: Option<(Instant, u64)>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    /// Messages received when the idle timer was last armed.
+    messages_at_arm: u64,
+}
+
+impl Keepalive {
+    pub(crate) fn new(config: &Config) -> Self {
+        Keepalive {
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            idle_timeout: config.idle_timeout,
+            ping_timer: None,
+            awaiting: None,
+            idle_timer: None,
+            messages_at_arm: 0,
+        }
+    }
+
+    /// Replaces the settings (a [`Hub`](crate::handler::Hub) applies its
+    /// own); timers restart from now.
+    pub(crate) fn configure(
+        &mut self,
+        ping_interval: Option<Duration>,
+        pong_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) {
+        if ping_interval.is_some() {
+            self.ping_interval = ping_interval;
+            self.ping_timer = None;
+            self.awaiting = None;
+        }
+        if let Some(timeout) = pong_timeout {
+            self.pong_timeout = timeout;
+        }
+        if idle_timeout.is_some() {
+            self.idle_timeout = idle_timeout;
+            self.idle_timer = None;
+        }
+    }
+
+    /// Polls the timers (registering `cx` with them); returns what is due.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, now: Activity) -> Option<Due> {
+        if let Some(due) = self.poll_ping(cx, now) {
+            return Some(due);
+        }
+        self.poll_idle(cx, now)
+    }
+
+    fn poll_ping(&mut self, cx: &mut Context<'_>, now: Activity) -> Option<Due> {
+        let interval = self.ping_interval?;
+        let timer = self
+            .ping_timer
+            .get_or_insert_with(|| Box::pin(sleep(interval)));
+        while timer.as_mut().poll(cx).is_ready() {
+            let fired = timer.deadline();
+            match self.awaiting {
+                None => {
+                    self.awaiting = Some((fired, now.bytes));
+                    timer.as_mut().reset(fired + self.pong_timeout);
+                    return Some(Due::Ping);
+                }
+                Some((sent, bytes)) if now.bytes != bytes || now.paused => {
+                    // Answered (or the answer may wait behind paused reads).
+                    self.awaiting = None;
+                    timer.as_mut().reset((sent + interval).max(Instant::now()));
+                }
+                Some(_) => {
+                    self.ping_interval = None;
+                    self.ping_timer = None;
+                    return Some(Due::PongTimeout);
+                }
+            }
+        }
+        None
+    }
+
+    fn poll_idle(&mut self, cx: &mut Context<'_>, now: Activity) -> Option<Due> {
+        let idle = self.idle_timeout?;
+        let timer = self.idle_timer.get_or_insert_with(|| {
+            self.messages_at_arm = now.messages;
+            Box::pin(sleep(idle))
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            if now.messages == self.messages_at_arm {
+                self.idle_timeout = None;
+                self.idle_timer = None;
+                return Some(Due::Idle);
+            }
+            self.messages_at_arm = now.messages;
+            timer.as_mut().reset(Instant::now() + idle);
+        }
+        None
+    }
+
+    /// Whether a timer is configured at all (no polling needed otherwise).
+    pub(crate) fn is_active(&self) -> bool {
+        self.ping_interval.is_some() || self.idle_timeout.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn activity(bytes: u64, messages: u64) -> Activity {
+        Activity {
+            bytes,
+            messages,
+            paused: false,
+        }
+    }
+
+    fn poll(k: &mut Keepalive, now: Activity) -> Option<Due> {
+        k.poll(&mut Context::from_waker(Waker::noop()), now)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_every_interval_and_fails_when_nothing_answers() {
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_secs(10)))
+            .pong_timeout(Duration::from_secs(5));
+        let mut k = Keepalive::new(&config);
+        assert_eq!(poll(&mut k, activity(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // The pong arrived: 2 bytes more than at the ping.
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::Ping));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::PongTimeout));
+        // Failed once; nothing more is due.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_reading_does_not_count_as_silence() {
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_secs(1)))
+            .pong_timeout(Duration::from_millis(500));
+        let mut k = Keepalive::new(&config);
+        assert_eq!(poll(&mut k, activity(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let paused = Activity {
+            paused: true,
+            ..activity(0, 0)
+        };
+        assert_eq!(poll(&mut k, paused), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_fires_only_without_messages() {
+        let config = Config::default().idle_timeout(Some(Duration::from_secs(10)));
+        let mut k = Keepalive::new(&config);
+        assert_eq!(poll(&mut k, activity(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // A message arrived meanwhile: the timer restarts.
+        assert_eq!(poll(&mut k, activity(100, 1)), None);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        // Pings and pongs (bytes without messages) are not activity.
+        assert_eq!(poll(&mut k, activity(200, 1)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(poll(&mut k, activity(200, 1)), Some(Due::Idle));
+        assert!(!k.is_active());
+    }
+}
