@@ -76,9 +76,12 @@ async fn close_cleanly(ws: &mut H2Ws, code: u16) {
     // RFC 8441 §6: after the closing handshake the stream ends (END_STREAM).
     assert!(ws.recv().await.is_none(), "no frame after the close reply");
     assert!(ws.recv.is_end_stream(), "the server ended the stream");
-    // Our END_STREAM; the server may have reset its receiving side already
-    // (RST_STREAM NO_ERROR after a complete response, RFC 9113 §8.1).
-    let _ = ws.send.send_data(bytes::Bytes::new(), true);
+    // The server waits for our END_STREAM instead of resetting the stream
+    // under the last frames (an RST_STREAM would reach us meanwhile).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ws.send
+        .send_data(bytes::Bytes::new(), true)
+        .expect("the stream is still open for our END_STREAM, not reset");
 }
 
 #[tokio::test]

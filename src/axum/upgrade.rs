@@ -288,7 +288,7 @@ impl<F> WebSocketUpgrade<F> {
                 .headers_mut()
                 .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
         }
-        let pending = PendingUpgrade::new(self.on_upgrade, agreed, &self.config);
+        let pending = PendingUpgrade::new(self.on_upgrade, agreed, &self.config, self.version);
         let (config, protocol, on_failed_upgrade) =
             (self.config, self.protocol, self.on_failed_upgrade);
         tokio::spawn(async move {

@@ -354,7 +354,8 @@ impl Builder {
             let agreed = handshake
                 .validate_http2(res.status(), res.headers())
                 .map_err(handshake_error)?;
-            self.finish(res, on_upgrade, handshake, agreed).await
+            let (ws, res) = self.finish(res, on_upgrade, handshake, agreed).await?;
+            Ok((ws.multiplexed(), res))
         })
         .await
     }

@@ -346,7 +346,7 @@ where
         #[cfg(feature = "tracing")]
         let span = super::observe::connection_span(&req, response.headers());
         settings.metrics.accepted();
-        let pending = PendingUpgrade::new(on_upgrade, agreed, &settings.config);
+        let pending = PendingUpgrade::new(on_upgrade, agreed, &settings.config, version);
         let (head, _body) = req.into_parts();
         let head = detach(head);
         let handler = self.handler.clone();

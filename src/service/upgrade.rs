@@ -145,12 +145,20 @@ pub(crate) fn take_on_upgrade(extensions: &mut Extensions) -> Result<OnUpgrade, 
 pub(crate) struct PendingUpgrade {
     on_upgrade: OnUpgrade,
     extension: Option<Box<dyn Extension>>,
+    /// An HTTP/2 stream (RFC 8441) rather than a connection of its own.
+    multiplexed: bool,
 }
 
 impl PendingUpgrade {
     /// Prepares the extension agreed in the handshake, configured by
-    /// `config` (the same config the handshake negotiated with).
-    pub(crate) fn new(on_upgrade: OnUpgrade, agreed: Agreed, config: &Config) -> Self {
+    /// `config` (the same config the handshake negotiated with), for a
+    /// handshake made over HTTP `version`.
+    pub(crate) fn new(
+        on_upgrade: OnUpgrade,
+        agreed: Agreed,
+        config: &Config,
+        version: Version,
+    ) -> Self {
         #[cfg(feature = "deflate")]
         let extension = agreed.map(|(params, mem_level)| {
             let deflate = config.deflate.as_ref().expect("negotiated with a config");
@@ -166,6 +174,7 @@ impl PendingUpgrade {
         PendingUpgrade {
             on_upgrade,
             extension,
+            multiplexed: version >= Version::HTTP_2,
         }
     }
 
@@ -176,11 +185,12 @@ impl PendingUpgrade {
         config: &Config,
     ) -> Result<UpgradedWebSocket, hyper::Error> {
         let upgraded = self.on_upgrade.await?;
-        Ok(WebSocket::from_raw(
-            TokioIo::new(upgraded),
-            config,
-            self.extension,
-        ))
+        let ws = WebSocket::from_raw(TokioIo::new(upgraded), config, self.extension);
+        Ok(if self.multiplexed {
+            ws.multiplexed()
+        } else {
+            ws
+        })
     }
 }
 

@@ -88,6 +88,9 @@ pub(crate) struct Inner<IO> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Our side of TCP is shut down.
     shutdown: bool,
+    /// The transport is one stream of a multiplexed connection (HTTP/2):
+    /// closing ends our side and waits for the peer's end, in both roles.
+    multiplexed: bool,
     /// The stream has ended; nothing more will be read or written.
     done: bool,
     /// The server's graceful-shutdown signal, if one is watched.
@@ -192,6 +195,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
         &mut self.inner.io
     }
 
+    /// Marks the transport as one stream of a multiplexed connection: an
+    /// HTTP/2 stream opened with an extended CONNECT (RFC 8441), rather than
+    /// a connection of its own.
+    ///
+    /// Closing then follows RFC 8441 §6: after the closing handshake each
+    /// end finishes its side of the stream (END_STREAM) and waits, up to the
+    /// close timeout, for the other's, so the stream is never reset under
+    /// the last frames. Over TCP the server closes first instead (RFC 6455
+    /// §7.1.1). [`WebSocketService`](crate::WebSocketService) and the
+    /// client set this for HTTP/2; set it yourself on a stream you upgraded.
+    pub fn multiplexed(mut self) -> Self {
+        self.inner.multiplexed = true;
+        self
+    }
+
     /// Bytes queued for the peer but not yet written.
     pub fn buffered_amount(&self) -> usize {
         self.inner.out.len()
@@ -272,6 +290,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             close_timeout: config.close_timeout,
             deadline: None,
             shutdown: false,
+            multiplexed: false,
             done: false,
             watch: None,
             going_away: None,
@@ -759,14 +778,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     return Poll::Ready(Ok(()));
                 }
             }
-            if client {
+            if client && !self.multiplexed {
+                // RFC 6455 §7.1.1: over TCP the server closes first.
                 ready!(self.poll_drain(cx));
             }
             // A failed shutdown means the peer is gone: nothing left to do.
             let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
             self.shutdown = true;
         }
-        if !client && !self.conn.close_received() {
+        if self.multiplexed || (!client && !self.conn.close_received()) {
+            // RFC 8441 §6: an HTTP/2 stream ends with END_STREAM both ways;
+            // dropping it before the peer's would reset it under the last
+            // frames.
             ready!(self.poll_drain(cx));
         }
         Poll::Ready(Ok(()))

@@ -202,7 +202,7 @@ function h2Server(enableConnectProtocol) {
         extensions[PerMessageDeflate.extensionName] = pmd;
       }
       stream.respond(response);
-      const ws = new WebSocket(null, undefined, { autoPong: true });
+      const ws = new WebSocket(null, undefined, { autoPong: true, closeTimeout: 30000 });
       ws._extensions = extensions;
       stream.setNoDelay = () => {};
       ws.setSocket(stream, Buffer.alloc(0), { maxPayload: 64 << 20 });

@@ -76,7 +76,9 @@ function openOn(session, url, options = {}) {
         stream.close();
         return reject(Object.assign(new Error(`handshake answered ${status}`), { status, headers: res }));
       }
-      const ws = new WebSocket(null, undefined, { autoPong: true });
+      // closeTimeout: ws arms its close timer with it (undefined would fire at
+      // once and destroy the stream under the closing handshake).
+      const ws = new WebSocket(null, undefined, { autoPong: true, closeTimeout: 30000 });
       ws._isServer = false; // mask what we send, refuse masked frames
       const offered = res['sec-websocket-extensions'];
       ws.extensionsHeader = offered;
