@@ -21,7 +21,21 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==== %s ====\n' "$*"; }
+START=$(date +%s)
+# Each banner carries the minutes since the start and the free disk space, so a
+# slow step or a full disk shows in the log at the step that caused it.
+step() {
+    local t=$(($(date +%s) - START)) free
+    free=$(df -Ph . | awk 'NR == 2 { print $4 }')
+    printf '\n==== [%02d:%02d, %s free] %s ====\n' $((t / 60)) $((t % 60)) "$free" "$*"
+}
+
+# Build artifacts take most of the disk a run needs: no incremental caches
+# (nothing is rebuilt twice in one run) and line tables only as debug info
+# (enough for backtraces) bring target/ from ~8 GiB to a fraction of it.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+export CARGO_PROFILE_TEST_DEBUG=line-tables-only
 
 step "installing test dependencies (Python venv, npm packages, chromium, redis-server)"
 bash scripts/setup-test-deps.sh
