@@ -251,6 +251,12 @@ impl Connection {
         }
     }
 
+    /// Parsed events (messages, a deferred error) read ahead and waiting for
+    /// the application.
+    pub(crate) fn buffered_events(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Whether the engine wants more bytes from the transport: it is not
     /// closed and has no parsed messages waiting for the application.
     pub fn wants_read(&self) -> bool {

@@ -179,7 +179,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
 
     /// Splits the connection into a reading and a writing half, to use from
     /// two tasks. Pongs and close replies still go out while only one half is
-    /// in use.
+    /// in use, and either half's operations may be cancelled (a `send` or
+    /// `next` dropped by `select!` or `timeout`) without stalling the other:
+    /// a message whose send was cancelled after it was queued still goes out.
     pub fn split(self) -> (WebSocketReader<IO>, WebSocketWriter<IO>) {
         split::split(self.inner)
     }
@@ -248,7 +250,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.poll_signal(cx);
-        self.inner.poll_next_message(cx, true)
+        self.inner.poll_next_message(cx)
     }
 }
 
@@ -519,31 +521,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         Poll::Ready(Ok(n > 0))
     }
 
-    /// The next message. `flush_output` lets the reader write pending output
-    /// (pongs, close replies, messages fed without a flush) before it waits
-    /// for input; a split reader passes `false` while the writer is blocked
-    /// on the transport, so the two never steal each other's wakers.
+    /// The next message. Pending output (pongs, close replies, messages fed
+    /// without a flush) is written before waiting for input.
     ///
     /// After a 1001 sent on the shutdown signal, a peer that does not answer
     /// within the close timeout ends the stream with a timeout error.
     pub(crate) fn poll_next_message(
         &mut self,
         cx: &mut Context<'_>,
-        flush_output: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
-        let result = self.poll_next_bounded(cx, flush_output);
+        let result = self.poll_next_bounded(cx);
         self.after_poll(cx, result.is_pending(), true);
         result
     }
 
     /// The next message, or a timeout error once a 1001 sent on the
     /// shutdown signal went unanswered for the close timeout.
-    fn poll_next_bounded(
-        &mut self,
-        cx: &mut Context<'_>,
-        flush_output: bool,
-    ) -> Poll<Option<Result<Message, Error>>> {
-        let next = self.next_message(cx, flush_output);
+    fn poll_next_bounded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let next = self.next_message(cx);
         if next.is_pending() {
             if let Some(deadline) = &mut self.going_away {
                 if deadline.as_mut().poll(cx).is_ready() {
@@ -556,22 +551,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         next
     }
 
-    fn next_message(
-        &mut self,
-        cx: &mut Context<'_>,
-        flush_output: bool,
-    ) -> Poll<Option<Result<Message, Error>>> {
+    fn next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         // The application is back for more: the last message is its own.
         self.delivered = 0;
         self.check_evicted();
         self.poll_timers(cx);
         if let (Some(kind), false) = (self.fault, self.fault_reported) {
             self.fault_reported = true;
-            if flush_output {
-                // Get the close frame on its way even if the application
-                // drops the connection on this error.
-                let _ = self.poll_write_out(cx);
-            }
+            // Get the close frame on its way even if the application drops
+            // the connection on this error.
+            let _ = self.poll_write_out(cx);
             return Poll::Ready(Some(Err(Error::new(kind))));
         }
         loop {
@@ -599,7 +588,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     }
                     _ => {}
                 }
-                if self.conn.is_closed() && flush_output {
+                if self.conn.is_closed() {
                     // Get the close reply (or failure close) on the wire even if
                     // the application stops reading after this event.
                     let _ = self.poll_write_out(cx);
@@ -614,7 +603,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     Err(e) => Poll::Ready(Some(Err(e))),
                 };
             }
-            if flush_output && !self.out.is_empty() {
+            if !self.out.is_empty() {
                 // Write coalescing: what the application fed without flushing
                 // leaves now that the input is exhausted.
                 match self.poll_write_out(cx) {
@@ -626,11 +615,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     }
                     _ => {}
                 }
-            } else if self.out.len() >= self.high_water {
-                // A split reader while the writer is blocked on the transport:
-                // the same rule. The writer wakes this reader once it has
-                // written the queue out (or when it is dropped).
-                return Poll::Pending;
             }
             match ready!(self.poll_read_some(cx)) {
                 Ok(true) => {}
@@ -729,7 +713,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             if self.deadline.is_none() {
                 self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
             }
-            match self.poll_next_message(cx, true) {
+            match self.poll_next_message(cx) {
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(None) => break,

@@ -2,16 +2,18 @@
 //!
 //! Both halves drive one engine and one transport behind a mutex held only
 //! for the duration of a poll. A transport keeps one waker for read
-//! readiness and one for write readiness, so a half must not poll the
-//! direction the other half is waiting on, or that half would never wake.
-//! The rule: the reader writes pending output (pongs, close replies) unless
-//! the writer is blocked on the transport; the writer reads ahead (to answer
-//! pings while nobody reads) unless the reader is waiting for input. Each
-//! half wakes the other after making progress it might be waiting for.
+//! readiness and one for write readiness, so the halves never register their
+//! own wakers with it: every poll of the engine runs with one shared *fan-out*
+//! waker that wakes both halves' tasks. Either half may then poll either
+//! direction (the reader writes pongs, close replies and whatever the writer
+//! queued; the writer reads ahead to answer pings while nobody reads), and
+//! whichever half polled last, readiness reaches the one that waits for it.
+//! A half cancelled while pending (a send dropped by `select!` or `timeout`)
+//! leaves nothing behind that the other half depends on.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -22,16 +24,67 @@ use crate::error::Error;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::shutdown::Signal;
 
+/// The wakers of the two halves' tasks, woken together.
+#[derive(Debug, Default)]
+struct Fanout {
+    reader: Mutex<Option<Waker>>,
+    writer: Mutex<Option<Waker>>,
+}
+
+impl Fanout {
+    fn slot(&self, half: Half) -> &Mutex<Option<Waker>> {
+        match half {
+            Half::Reader => &self.reader,
+            Half::Writer => &self.writer,
+        }
+    }
+
+    /// Records the waker of `half`'s task (cloned only when it changed).
+    fn register(&self, half: Half, waker: &Waker) {
+        let mut slot = lock_slot(self.slot(half));
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Wakes `half`'s task if it is waiting.
+    fn wake_half(&self, half: Half) {
+        if let Some(w) = lock_slot(self.slot(half)).take() {
+            w.wake();
+        }
+    }
+}
+
+impl Wake for Fanout {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_half(Half::Reader);
+        self.wake_half(Half::Writer);
+    }
+}
+
+fn lock_slot(slot: &Mutex<Option<Waker>>) -> MutexGuard<'_, Option<Waker>> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Half {
+    Reader,
+    Writer,
+}
+
 #[derive(Debug)]
 struct Shared<IO> {
     inner: Inner<IO>,
     /// The writer's own waiter on the shutdown signal (the reader polls the
-    /// one in `inner`): one waker each.
+    /// one in `inner`).
     writer_signal: Option<Signal>,
-    reader_waiting: bool,
-    writer_waiting: bool,
-    reader_waker: Option<Waker>,
-    writer_waker: Option<Waker>,
+    fanout: Arc<Fanout>,
+    /// `fanout` as a waker, made once.
+    waker: Waker,
 }
 
 type Locked<IO> = Arc<Mutex<Shared<IO>>>;
@@ -45,13 +98,12 @@ fn lock<IO>(shared: &Locked<IO>) -> MutexGuard<'_, Shared<IO>> {
 }
 
 pub(super) fn split<IO>(inner: Inner<IO>) -> (WebSocketReader<IO>, WebSocketWriter<IO>) {
+    let fanout = Arc::new(Fanout::default());
     let shared = Arc::new(Mutex::new(Shared {
         writer_signal: inner.watch.as_ref().map(|watch| watch.signal.fork()),
         inner,
-        reader_waiting: false,
-        writer_waiting: false,
-        reader_waker: None,
-        writer_waker: None,
+        waker: Waker::from(fanout.clone()),
+        fanout,
     }));
     (
         WebSocketReader {
@@ -80,50 +132,50 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketReader<IO> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut s = lock(&self.shared);
-        let flush = !s.writer_waiting;
-        s.inner.poll_signal(cx);
+        let mut guard = lock(&self.shared);
+        let s = &mut *guard;
+        s.fanout.register(Half::Reader, cx.waker());
+        let mut cx = Context::from_waker(&s.waker);
+        s.inner.poll_signal(&mut cx);
         let had_output = s.inner.out.len();
-        let result = s.inner.poll_next_message(cx, flush);
-        s.reader_waiting = result.is_pending();
-        if result.is_pending() {
-            s.reader_waker = Some(cx.waker().clone());
-        }
+        let result = s.inner.poll_next_message(&mut cx);
         if s.inner.out.len() < had_output || s.inner.done {
-            if let Some(w) = s.writer_waker.take() {
-                w.wake();
-            }
+            // Room in the queue, or the end: a writer waiting on either
+            // learns it from its next poll, not from the transport.
+            s.fanout.wake_half(Half::Writer);
         }
         result
     }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<IO> {
-    /// Runs one write-side operation under the split rules.
+    /// Runs one write-side operation; it reads ahead first, so pings are
+    /// answered and close frames replied to while nobody reads.
     fn with<T>(
         &self,
         cx: &mut Context<'_>,
         op: impl FnOnce(&mut Inner<IO>, &mut Context<'_>) -> Poll<Result<T, Error>>,
     ) -> Poll<Result<T, Error>> {
-        let mut s = lock(&self.shared);
+        let mut guard = lock(&self.shared);
+        let s = &mut *guard;
+        s.fanout.register(Half::Writer, cx.waker());
+        let mut cx = Context::from_waker(&s.waker);
         if s.writer_signal
             .as_mut()
-            .is_some_and(|sig| sig.poll_fired(cx))
+            .is_some_and(|sig| sig.poll_fired(&mut cx))
         {
             s.inner.go_away();
             // A writer whose reader is idle still gets the close frame out.
-            let _ = s.inner.poll_write_out(cx);
+            let _ = s.inner.poll_write_out(&mut cx);
         }
-        if !s.reader_waiting {
-            s.inner.drive_input(cx)?;
-            s.inner.poll_timers(cx);
-        }
-        let result = op(&mut s.inner, cx);
-        s.writer_waiting = result.is_pending();
-        if result.is_pending() {
-            s.writer_waker = Some(cx.waker().clone());
-        } else if let Some(w) = s.reader_waker.take() {
-            w.wake();
+        let buffered = s.inner.conn.buffered_events();
+        s.inner.drive_input(&mut cx)?;
+        s.inner.poll_timers(&mut cx);
+        let result = op(&mut s.inner, &mut cx);
+        if result.is_ready() || s.inner.conn.buffered_events() != buffered {
+            // Room in the queue for a reader paused by it, or input read
+            // ahead that the reader has yet to see.
+            s.fanout.wake_half(Half::Reader);
         }
         result
     }
@@ -148,18 +200,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<IO> {
     /// Bytes queued for the peer but not yet written.
     pub fn buffered_amount(&self) -> usize {
         lock(&self.shared).inner.out.len()
-    }
-}
-
-impl<IO> Drop for WebSocketWriter<IO> {
-    fn drop(&mut self) {
-        // A writer dropped while blocked must not leave the reader waiting for
-        // it: the reader takes over writing output (pongs, close replies).
-        let mut s = lock(&self.shared);
-        s.writer_waiting = false;
-        if let Some(w) = s.reader_waker.take() {
-            w.wake();
-        }
     }
 }
 
