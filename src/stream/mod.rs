@@ -3,6 +3,7 @@
 
 mod keepalive;
 mod observe;
+mod pool;
 mod split;
 
 use std::future::poll_fn;
@@ -478,22 +479,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
-        if self.conn.read_buf().capacity() == 0 {
-            // A connection that has received nothing yet holds no read buffer:
-            // wait for its first bytes with a small one on the stack, so
-            // thousands of idle connections cost little memory.
-            let mut first = [0u8; 1024];
-            let mut first = tokio::io::ReadBuf::new(&mut first);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut first)).map_err(Error::io)?;
-            if first.filled().is_empty() {
-                return Poll::Ready(Ok(false));
-            }
-            self.obs.read(first.filled().len());
-            let buf = self.conn.read_buf();
-            buf.reserve(self.read_buffer_size);
-            buf.extend_from_slice(first.filled());
-            return Poll::Ready(Ok(true));
-        }
         // Room for the rest of a large frame (up to a cap: a declared length
         // is not trusted with memory, unless a memory budget admitted the
         // frame whole, when it is allocated once), or for a message as large
@@ -508,17 +493,43 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         };
         let want = self.read_buffer_size.max(self.read_hint).max(frame);
         let buf = self.conn.read_buf();
+        if buf.capacity() == 0 {
+            match pool::take(want) {
+                Some(pooled) => *buf = pooled,
+                None => return self.read_first(cx),
+            }
+        }
+        let buf = self.conn.read_buf();
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            buf
-        ))
-        .map_err(Error::io)?;
+        let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
+        let buf = self.conn.read_buf();
+        if polled.is_pending() && buf.is_empty() {
+            // Idle between frames: the buffer goes back to this thread's
+            // pool, so a waiting connection holds none.
+            pool::give(std::mem::take(buf));
+        }
+        let n = ready!(polled).map_err(Error::io)?;
         self.obs.read(n);
         Poll::Ready(Ok(n > 0))
+    }
+
+    /// Reads with no buffer of its own and none pooled: waits for the first
+    /// bytes with a small one on the stack, so thousands of connections that
+    /// wait cost little memory, then allocates one.
+    fn read_first(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        let mut first = [0u8; 1024];
+        let mut first = tokio::io::ReadBuf::new(&mut first);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut first)).map_err(Error::io)?;
+        if first.filled().is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        self.obs.read(first.filled().len());
+        let buf = self.conn.read_buf();
+        buf.reserve(self.read_buffer_size);
+        buf.extend_from_slice(first.filled());
+        Poll::Ready(Ok(true))
     }
 
     /// The next message. Pending output (pongs, close replies, messages fed
