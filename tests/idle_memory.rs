@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tower_ws::{Config, Message, WebSocket};
+use tower_ws::{Config, WebSocket};
 
 struct Counting;
 
