@@ -350,6 +350,87 @@ async fn broadcast_drops_messages_for_a_stalled_client_while_others_keep_up() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order");
 }
 
+/// A broadcast writes into idle sockets itself (counted in
+/// `messages_written_directly`); once a slow reader's socket is full it
+/// falls back to the queue, and back again when the queue drained. Every
+/// message arrives, whole and in order, to fast and slow readers alike.
+#[tokio::test]
+async fn broadcast_writes_directly_then_queues_for_a_slow_reader_in_order() {
+    let (hub, mut events) = recorder(Options::default().queue_capacity(4096));
+    let clients = hub.clients().clone();
+    let stats = hub.clone();
+    let addr = serve(WebSocketService::new(hub).config(uncompressed())).await;
+    let mut fast = Vec::new();
+    for _ in 0..4 {
+        fast.push(connect(addr, "/").await);
+    }
+    let mut slow = connect(addr, "/").await;
+    for _ in 0..5 {
+        assert!(matches!(next_event(&mut events).await, Event::Open { .. }));
+    }
+
+    const COUNT: u32 = 600;
+    let publisher = tokio::spawn(async move {
+        for i in 0..COUNT {
+            // Small and large messages: copied next to their header or
+            // queued as shared chunks; 16 MiB in all, more than a socket holds.
+            let len = if i % 3 == 0 { 20 } else { 40 << 10 };
+            let mut payload = vec![(i % 251) as u8; len];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(clients.broadcast(Message::binary(payload)), 5);
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let check = |i: u32, got: &[u8]| {
+        let len = if i % 3 == 0 { 20 } else { 40 << 10 };
+        assert_eq!(got.len(), len, "message {i}: length");
+        assert_eq!(got[..4], i.to_be_bytes(), "in order, none missing");
+        assert!(
+            got[4..].iter().all(|b| *b == (i % 251) as u8),
+            "message {i} intact"
+        );
+    };
+    let readers = fast.into_iter().map(|mut ws| {
+        tokio::spawn(async move {
+            for i in 0..COUNT {
+                let WsMessage::Binary(got) = next_message(&mut ws).await else {
+                    panic!("binary messages only");
+                };
+                check(i, &got);
+            }
+        })
+    });
+    let readers: Vec<_> = readers.collect();
+    // The slow reader starts late and reads in bursts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..COUNT {
+        let WsMessage::Binary(got) = next_message(&mut slow).await else {
+            panic!("binary messages only");
+        };
+        check(i, &got);
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    publisher.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    let s = stats.stats();
+    assert_eq!(s.messages_queued, 5 * u64::from(COUNT));
+    assert_eq!(s.messages_dropped, 0);
+    assert!(
+        s.messages_written_directly > 0,
+        "no message was written directly: {s:?}"
+    );
+    assert!(
+        s.messages_written_directly < s.messages_queued,
+        "the slow reader's messages were queued: {s:?}"
+    );
+}
+
 #[tokio::test]
 async fn broadcast_closes_a_stalled_client_with_the_overflow_code() {
     let (hub, mut events) = recorder(

@@ -13,15 +13,18 @@ use super::hub::Overflow;
 use super::registry::Clients;
 use crate::budget::QueueCharge;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
-use crate::service::RequestHead;
+use crate::service::{RequestHead, UpgradedWebSocket};
+use crate::stream::SentNow;
 
 /// One connected client: a cheap, cloneable handle that any task may keep
 /// and use, python-WS's `client`.
 ///
-/// Sending never waits: messages join the client's bounded queue, drained
-/// by its connection as fast as the peer reads (see [`Overflow`] for a full
-/// queue). After the connection ended, sending fails with
-/// [`SendError::Closed`].
+/// Sending never waits. A message is written to the socket at once when
+/// nothing is queued before it and the socket takes it (so a broadcast
+/// costs one write per client, not a task wakeup each); otherwise it joins
+/// the client's bounded queue, drained by its connection as fast as the
+/// peer reads (see [`Overflow`] for a full queue). After the connection
+/// ended, sending fails with [`SendError::Closed`].
 #[derive(Clone)]
 pub struct Client {
     pub(super) shared: Arc<Shared>,
@@ -45,6 +48,10 @@ pub(super) struct Shared {
     pub(super) closed: watch::Sender<bool>,
     /// Messages dropped because the queue was full.
     pub(super) dropped: AtomicU64,
+    /// The connection's WebSocket, driven by its task, which holds the lock
+    /// only while it polls; a send writes into it directly when it finds
+    /// it free. `None` before the task starts and once it ended.
+    pub(super) socket: Mutex<Option<UpgradedWebSocket>>,
 }
 
 /// A close asked of the connection.
@@ -162,6 +169,13 @@ impl Client {
             return Ok(());
         }
         let metrics = self.shared.clients.metrics();
+        let msg = match self.try_send_now(msg) {
+            None => {
+                metrics.written_directly();
+                return Ok(());
+            }
+            Some(msg) => msg,
+        };
         let charged = QueueCharge::cost(&msg, shared);
         // Charged before it is queued: the connection may take it at once.
         self.shared.charge.add(charged);
@@ -203,6 +217,33 @@ impl Client {
                 }
                 Err(SendError::QueueFull)
             }
+        }
+    }
+
+    /// Writes `msg` straight into the socket when nothing is queued before
+    /// it and the connection's task is not polling it; gives it back
+    /// otherwise. Per-sender order holds: the queue is empty and the task
+    /// has written out everything it took from it.
+    fn try_send_now(&self, msg: Message) -> Option<Message> {
+        let queue = &self.shared.queue;
+        if queue.capacity() != queue.max_capacity() {
+            return Some(msg);
+        }
+        let Ok(mut socket) = self.shared.socket.try_lock() else {
+            return Some(msg);
+        };
+        let Some(ws) = socket.as_mut() else {
+            return Some(msg);
+        };
+        match ws.try_send_now(msg) {
+            SentNow::Whole => None,
+            SentNow::Partly => {
+                drop(socket);
+                // The task writes the rest (its write waker was replaced).
+                self.shared.wake.notify_one();
+                None
+            }
+            SentNow::NotNow(msg) => Some(msg),
         }
     }
 

@@ -7,7 +7,7 @@ use std::future::{Future, pending, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
@@ -53,6 +53,7 @@ pub(super) async fn run<H: Handler>(
             wake: Notify::new(),
             closed: watch::Sender::new(false),
             dropped: AtomicU64::new(0),
+            socket: Mutex::new(None),
         }),
     };
     // Whatever happens from here on, even a panic outside the callbacks, the
@@ -69,8 +70,9 @@ pub(super) async fn run<H: Handler>(
         options.pong_timeout,
         options.idle_timeout,
     );
+    *lock_socket(&client) = Some(ws);
     let mut driver = Driver {
-        ws,
+        client: client.clone(),
         rx,
         charge,
         options,
@@ -171,7 +173,8 @@ enum Step {
 }
 
 struct Driver<'a> {
-    ws: UpgradedWebSocket,
+    /// The WebSocket is in `client.shared.socket`, locked while polled.
+    client: Client,
     rx: mpsc::Receiver<(Message, usize)>,
     charge: QueueCharge,
     options: &'a Options,
@@ -287,11 +290,12 @@ impl Driver<'_> {
     fn poll_background(&mut self, cx: &mut Context<'_>, client: &Client) -> Poll<()> {
         if self.deadline.is_none() {
             self.poll_queue(cx);
-            let _ = Pin::new(&mut self.ws).poll_flush(cx);
+            let _ = socket(&mut lock_socket(&self.client)).poll_flush(cx);
             return Poll::Pending;
         }
         loop {
-            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+            let next = socket(&mut lock_socket(&self.client)).poll_next(cx);
+            match ready!(next) {
                 Some(Ok(Message::Close(frame))) => {
                     let frame = frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, ""));
                     self.closing(client, frame);
@@ -308,7 +312,8 @@ impl Driver<'_> {
 
     /// Moves queued messages into the WebSocket while it accepts them.
     fn poll_queue(&mut self, cx: &mut Context<'_>) {
-        let mut ws = Pin::new(&mut self.ws);
+        let mut slot = lock_socket(&self.client);
+        let mut ws = socket(&mut slot);
         while let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
             match self.rx.poll_recv(cx) {
                 // An invalid message (never built by `Client`) is dropped.
@@ -327,7 +332,7 @@ impl Driver<'_> {
         if self.deadline.is_none() {
             self.poll_queue(cx);
         }
-        Pin::new(&mut self.ws).poll_next(cx)
+        socket(&mut lock_socket(&self.client)).poll_next(cx)
     }
 
     /// The connection failed (or timed out) with `err`: the WebSocket sent
@@ -375,18 +380,21 @@ impl Driver<'_> {
         if self.close_frame.is_some() {
             return;
         }
-        let mut ws = Pin::new(&mut self.ws);
-        if drain {
-            while let Ok((msg, charged)) = self.rx.try_recv() {
-                self.charge.remove(charged);
-                drop(ws.as_mut().start_send(msg));
+        {
+            let mut slot = lock_socket(&self.client);
+            let mut ws = socket(&mut slot);
+            if drain {
+                while let Ok((msg, charged)) = self.rx.try_recv() {
+                    self.charge.remove(charged);
+                    drop(ws.as_mut().start_send(msg));
+                }
             }
-        }
-        let close = Message::Close(Some(frame.clone()));
-        if let Err(err) = ws.as_mut().start_send(close) {
-            if err.is_invalid_message() {
-                // A code that may not be sent, or an over-long reason.
-                drop(ws.start_send(Message::Close(None)));
+            let close = Message::Close(Some(frame.clone()));
+            if let Err(err) = ws.as_mut().start_send(close) {
+                if err.is_invalid_message() {
+                    // A code that may not be sent, or an over-long reason.
+                    drop(ws.start_send(Message::Close(None)));
+                }
             }
         }
         self.closing(client, frame);
@@ -396,7 +404,28 @@ impl Driver<'_> {
 impl Drop for Driver<'_> {
     fn drop(&mut self) {
         self.discard_queue();
+        // The connection ends here, whoever still holds a `Client`.
+        drop(lock_socket(&self.client).take());
     }
+}
+
+/// The client's WebSocket, locked for one poll.
+fn lock_socket(client: &Client) -> MutexGuard<'_, Option<UpgradedWebSocket>> {
+    // Nothing panics while it is held; recover all the same.
+    client
+        .shared
+        .socket
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The WebSocket in a locked slot: there from the start of a connection's
+/// task until its driver is dropped.
+fn socket(slot: &mut Option<UpgradedWebSocket>) -> Pin<&mut UpgradedWebSocket> {
+    Pin::new(
+        slot.as_mut()
+            .expect("a connection's task holds its WebSocket until it ends"),
+    )
 }
 
 async fn sleep_opt(at: Option<Instant>) {

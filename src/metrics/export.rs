@@ -94,6 +94,7 @@ impl HubStats {
     /// Records this snapshot in the `metrics` facade, as
     /// [`Stats::publish`] does: `tower_ws_hub_clients`,
     /// `tower_ws_hub_broadcasts_total`, `tower_ws_hub_messages_queued_total`,
+    /// `tower_ws_hub_messages_written_directly_total`,
     /// `tower_ws_hub_messages_dropped_total`,
     /// `tower_ws_hub_overflow_closes_total`,
     /// `tower_ws_hub_handler_panics_total`.
@@ -103,6 +104,8 @@ impl HubStats {
         gauge!("tower_ws_hub_clients").set(self.clients as f64);
         counter!("tower_ws_hub_broadcasts_total").absolute(self.broadcasts);
         counter!("tower_ws_hub_messages_queued_total").absolute(self.messages_queued);
+        counter!("tower_ws_hub_messages_written_directly_total")
+            .absolute(self.messages_written_directly);
         counter!("tower_ws_hub_messages_dropped_total").absolute(self.messages_dropped);
         counter!("tower_ws_hub_overflow_closes_total").absolute(self.overflow_closes);
         counter!("tower_ws_hub_handler_panics_total").absolute(self.handler_panics);
@@ -179,6 +182,10 @@ fn describe_hub() {
     describe_counter!(
         "tower_ws_hub_messages_queued_total",
         "Messages queued for clients"
+    );
+    describe_counter!(
+        "tower_ws_hub_messages_written_directly_total",
+        "Messages written into a client's socket by their sender, without a task wakeup"
     );
     describe_counter!(
         "tower_ws_hub_messages_dropped_total",

@@ -477,7 +477,8 @@ impl CloseCodes {
 /// Indices of the per-message counters of a hub.
 const QUEUED: usize = 0;
 const DROPPED: usize = 1;
-const HUB_COUNTERS: usize = 2;
+const DIRECT: usize = 2;
+const HUB_COUNTERS: usize = 3;
 
 /// The counters of one [`Hub`](crate::handler::Hub).
 #[derive(Debug)]
@@ -508,6 +509,11 @@ impl HubMetrics {
         self.per_message.add(DROPPED, 1);
     }
 
+    /// Queued, and written into the socket by the sender itself.
+    pub(crate) fn written_directly(&self) {
+        self.per_message.add_all([1, 0, 1]);
+    }
+
     pub(crate) fn broadcast(&self) {
         self.broadcasts.fetch_add(1, Relaxed);
     }
@@ -526,6 +532,7 @@ impl HubMetrics {
             clients,
             broadcasts: self.broadcasts.load(Relaxed),
             messages_queued: n[QUEUED],
+            messages_written_directly: n[DIRECT],
             messages_dropped: n[DROPPED],
             overflow_closes: self.overflow_closes.load(Relaxed),
             handler_panics: self.panics.load(Relaxed),
@@ -554,6 +561,10 @@ pub struct HubStats {
     pub broadcasts: u64,
     /// Messages queued for a client (each client of a broadcast counts).
     pub messages_queued: u64,
+    /// Of `messages_queued`, those the sender wrote into the client's
+    /// socket itself (nothing was queued before them and the socket took
+    /// them), without waking the client's connection task.
+    pub messages_written_directly: u64,
     /// Messages dropped because a client's queue was full.
     pub messages_dropped: u64,
     /// Clients closed because their queue was full

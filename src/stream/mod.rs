@@ -218,6 +218,36 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
         self.inner.out.len()
     }
 
+    /// Sends `msg` at once, from outside the task that drives this
+    /// connection (a hub's broadcast writes into each socket directly, as
+    /// uWebSockets' `publish` does, instead of waking every connection's
+    /// task). Only when nothing is waiting to be written before it.
+    ///
+    /// The write does not wait: what the transport does not take stays
+    /// queued ([`SentNow::Partly`]) and the connection's task must be woken
+    /// to write it, as its write waker was replaced by a no-op one.
+    pub(crate) fn try_send_now(&mut self, msg: Message) -> SentNow {
+        let inner = &mut self.inner;
+        if !inner.out.is_empty()
+            || inner.fault.is_some()
+            || inner.done
+            || inner.shutdown
+            || inner.conn.close_sent()
+        {
+            return SentNow::NotNow(msg);
+        }
+        if inner.start_send(msg).is_err() {
+            // Not a message that may be sent (never built by a hub).
+            return SentNow::Whole;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match inner.poll_write_out(&mut cx) {
+            Poll::Ready(Ok(())) => SentNow::Whole,
+            // An error shows again to the connection's own task.
+            Poll::Ready(Err(_)) | Poll::Pending => SentNow::Partly,
+        }
+    }
+
     /// Counts this connection's traffic and close in a service's metrics.
     pub(crate) fn observe(&mut self, metrics: Arc<ServiceMetrics>) {
         self.inner.obs.attach(metrics);
@@ -244,6 +274,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
             .keepalive
             .configure(ping_interval, pong_timeout, idle_timeout);
     }
+}
+
+/// What [`WebSocket::try_send_now`] did with a message.
+#[derive(Debug)]
+pub(crate) enum SentNow {
+    /// Written to the transport whole.
+    Whole,
+    /// Queued, partly written or not at all: the connection's task must
+    /// be woken to write the rest.
+    Partly,
+    /// Not sent: something is queued before it, or the connection is
+    /// closing. The message is given back.
+    NotNow(Message),
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<IO> {
