@@ -41,7 +41,7 @@ before(async () => {
   const require = createRequire(import.meta.url);
   const { chromium } = require('playwright-core');
   base = await startDemo();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30000 });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 90000 });
 });
 
 after(async () => {

@@ -122,7 +122,7 @@ after(() => {
 
 test('over TLS the page and its WebSocket share one HTTP/2 connection (RFC 8441)', { skip, timeout: 60000 }, async () => {
   const { chromium } = require('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30000 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 90000 });
   try {
     await chatAndShutdown(browser, { alpn: 'h2', status: 200, http: 'HTTP/2', screenshot: 'demo-h2.png' });
   } finally {
@@ -132,7 +132,7 @@ test('over TLS the page and its WebSocket share one HTTP/2 connection (RFC 8441)
 
 test('with HTTP/2 off in Chromium (ALPN http/1.1) the same page upgrades over HTTP/1.1', { skip, timeout: 60000 }, async () => {
   const { chromium } = require('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...ARGS, '--disable-http2'], timeout: 30000 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...ARGS, '--disable-http2'], timeout: 90000 });
   try {
     await chatAndShutdown(browser, { alpn: 'http/1.1', status: 101, http: 'HTTP/1.1' });
   } finally {

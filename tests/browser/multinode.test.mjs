@@ -85,7 +85,7 @@ before(async () => {
   if (skip) return;
   const require = createRequire(import.meta.url);
   const { chromium } = require('playwright-core');
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30000 });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 90000 });
 });
 
 after(async () => {

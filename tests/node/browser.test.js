@@ -8,6 +8,11 @@ const fs = require('node:fs');
 const { startEcho } = require('./helpers');
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+// As tests/browser/chromium.mjs: no network services a closed machine refuses.
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
 const skip = fs.existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (run scripts/setup-test-deps.sh)`;
 
 // Runs in the page: echo a few messages, report what the browser saw.
@@ -43,7 +48,7 @@ async function inPage(url) {
   };
 }
 
-describe('chromium', { skip, timeout: 120000 }, () => {
+describe('chromium', { skip, timeout: 180000 }, () => {
   let server;
   let plain;
   let browser;
@@ -51,7 +56,7 @@ describe('chromium', { skip, timeout: 120000 }, () => {
     const { chromium } = require('playwright-core');
     server = await startEcho();
     plain = await startEcho(['--no-deflate']);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 30000 });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 90000 });
   });
   after(async () => {
     if (browser) await browser.close();
