@@ -11,7 +11,8 @@
 //! (each message compressed once, shared by every recipient); without it,
 //! no compression, so the benchmark measures the broadcast path alone.
 //! No connection limit: 10,000 subscribers need only as many file
-//! descriptors (`ulimit -n`). Prints the backplane's counters on Ctrl-C.
+//! descriptors (`ulimit -n`). Prints the hub's and the backplane's counters
+//! on Ctrl-C.
 
 use std::net::SocketAddr;
 
@@ -87,7 +88,8 @@ async fn serve(
         options = options.backplane(backplane.clone());
         redis = Some(backplane);
     }
-    let service = WebSocketService::new(Hub::new(handler, options)).config(config);
+    let hub = Hub::new(handler, options);
+    let service = WebSocketService::new(hub.clone()).config(config);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     let ctrl_c = tokio::signal::ctrl_c();
@@ -108,6 +110,7 @@ async fn serve(
                 .await;
         });
     }
+    println!("{:?}", hub.stats());
     if let Some(redis) = redis {
         println!("{:?}", redis.stats());
     }
