@@ -107,6 +107,8 @@ IDLE_SERVERS = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum",
 # Row name -> server.
 IDLE_DEFLATE_SERVERS = {"tower-ws (deflate)": "tower-ws (deflate)", "node-ws (deflate)": "node-ws",
                         "uWebSockets (dedicated)": "uWebSockets (dedicated)"}
+# Idle again after one 20-byte echo on every connection (report.IDLE_AFTER_ECHO).
+IDLE_AFTER_ECHO_SERVERS = ["tower-ws", "floor", "uWebSockets", "fastwebsockets", "tokio-websockets"]
 # axum 0.8 is the other Rust server with RFC 8441 WebSockets.
 H2_SERVERS = ["tower-ws", "axum"]
 
@@ -285,8 +287,9 @@ def run_echo_once(name, argv, row, cfg, deflate):
         srv.stop()
 
 
-def run_idle(name, argv, conns, deflate=False, h2=None):
-    """RSS growth per idle, upgraded connection (per WebSocket stream with `h2`)."""
+def run_idle(name, argv, conns, deflate=False, h2=None, echo_once=False):
+    """RSS growth per idle, upgraded connection (per WebSocket stream with `h2`;
+    after one 20-byte message echoed on each with `echo_once`)."""
     try:
         srv = Server(name, argv)
     except RuntimeError as e:
@@ -298,6 +301,7 @@ def run_idle(name, argv, conns, deflate=False, h2=None):
         holder = subprocess.Popen(
             ["taskset", "-c", "1", str(RELEASE / "load"), "--addr", srv.addr, "--idle",
              "--conns", str(conns), "--seconds", "120"] + (["--deflate"] if deflate else [])
+            + (["--echo-once", "--size", "20"] if echo_once else [])
             + (["--h2", str(h2)] if h2 else []),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = holder.stdout.readline()  # printed once every handshake is done
@@ -362,11 +366,12 @@ def main():
     idle = {}
     idle_plan = [(s, s, False) for s in IDLE_SERVERS]
     idle_plan += [(key, s, True) for key, s in IDLE_DEFLATE_SERVERS.items()]
-    idle_plan = [(key, name, deflate, None) for key, name, deflate in idle_plan]
-    idle_plan += [(f"{s} (h2)", s, False, IDLE_H2_STREAMS) for s in H2_SERVERS]
-    for key, name, deflate, h2 in idle_plan:
+    idle_plan = [(key, name, deflate, None, False) for key, name, deflate in idle_plan]
+    idle_plan += [(f"{s} after 1 echo", s, False, None, True) for s in IDLE_AFTER_ECHO_SERVERS]
+    idle_plan += [(f"{s} (h2)", s, False, IDLE_H2_STREAMS, False) for s in H2_SERVERS]
+    for key, name, deflate, h2, echo_once in idle_plan:
         if name in avail:
-            idle[key] = run_idle(name, avail[name], cfg["idle_conns"], deflate, h2)
+            idle[key] = run_idle(name, avail[name], cfg["idle_conns"], deflate, h2, echo_once)
             i = idle[key]
             shown = i.get("failed") or f"{i['bytes_per_conn'] or 0:.0f} B/conn ({i['conns']} conns)"
             print(f"  idle {key:<20} {shown}", file=sys.stderr)

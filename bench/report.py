@@ -29,7 +29,10 @@ DEFLATE_ORDER = ["tower-ws (deflate)", "uWebSockets (shared)", "uWebSockets (ded
                  "tokio-tungstenite"]
 # Idle rows with permessage-deflate negotiated, compared with tower-ws's.
 IDLE_DEFLATE = ["tower-ws (deflate)", "node-ws (deflate)", "uWebSockets (dedicated)"]
-IDLE_ORDER = ECHO_ORDER + ["node-ws"] + IDLE_DEFLATE + ["tower-ws (h2)", "axum (h2)"]
+# After one 20-byte echo per connection: what stays once traffic stopped.
+IDLE_AFTER_ECHO = ["tower-ws after 1 echo", "floor after 1 echo", "uWebSockets after 1 echo",
+                   "fastwebsockets after 1 echo", "tokio-websockets after 1 echo"]
+IDLE_ORDER = ECHO_ORDER + ["node-ws"] + IDLE_AFTER_ECHO + IDLE_DEFLATE + ["tower-ws (h2)", "axum (h2)"]
 H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
@@ -232,14 +235,17 @@ def markdown(data):
                    "and holds them idle, divided by N. The `(deflate)` and `(dedicated)` rows negotiate "
                    "permessage-deflate first (node-ws allocates zlib state lazily). The `(h2)` rows "
                    "open the WebSockets as HTTP/2 streams, 100 per connection: bytes per WebSocket "
-                   "stream, its share of the connection included.\n")
+                   "stream, its share of the connection included. The `after 1 echo` rows echo one "
+                   "20-byte message on every connection first (`load --idle --echo-once`): what an "
+                   "idle connection keeps after traffic.\n")
         rows = []
         for s in IDLE_ORDER:
             i = data["idle"].get(s)
             if i is None:
                 continue
             # Compressed connections are compared with compressed tower-ws.
-            r = dref if s in IDLE_DEFLATE else "tower-ws (h2)" if "(h2)" in s else ref
+            r = (dref if s in IDLE_DEFLATE else "tower-ws (h2)" if "(h2)" in s
+                 else "tower-ws after 1 echo" if s in IDLE_AFTER_ECHO else ref)
             ref_idle = data["idle"].get(r, {}).get("bytes_per_conn")
             if "failed" in i:
                 rows.append([s, "FAILED: " + i["failed"][:60], "", "", ""])

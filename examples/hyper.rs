@@ -34,11 +34,16 @@ async fn routes(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(response)
 }
 
-/// Echoes text and binary messages.
-async fn echo(mut ws: UpgradedWebSocket, _head: RequestHead) {
-    while let Some(Ok(msg)) = ws.next().await {
-        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-            break;
+/// Echoes text and binary messages. A `fn` returning an `async move`
+/// block, not an `async fn`, so the future holds the WebSocket once (see
+/// [`UpgradeHandler`](tower_ws::UpgradeHandler)).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn echo(mut ws: UpgradedWebSocket, _head: RequestHead) -> impl Future<Output = ()> {
+    async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
         }
     }
 }

@@ -206,7 +206,18 @@ async fn demo_serves_metrics_and_health_on_the_same_port() {
     next_text(&mut alice).await;
     alice.send(Message::text("counted")).await.unwrap();
     next_text(&mut alice).await;
-    let (status, metrics) = get(&example.addr, "/metrics").await;
+    // The broadcast may reach alice before the connection that read her
+    // message folds it into the counters: those are read as they stand.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let (status, metrics) = loop {
+        let (status, metrics) = get(&example.addr, "/metrics").await;
+        if metrics.contains("tower_ws_messages_total{direction=\"in\"} 1")
+            || tokio::time::Instant::now() > deadline
+        {
+            break (status, metrics);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status, "HTTP/1.1 200 OK");
     for line in [
         "tower_ws_connections_open{http=\"1.1\"} 1",

@@ -27,7 +27,7 @@ use crate::service::{RequestHead, UpgradedWebSocket};
 /// Serves one connection with the hub's handler.
 pub(super) async fn run<H: Handler>(
     hub: Arc<Shared<H>>,
-    mut ws: UpgradedWebSocket,
+    mut ws: Box<UpgradedWebSocket>,
     head: RequestHead,
 ) {
     let options = &hub.options;
@@ -70,7 +70,7 @@ pub(super) async fn run<H: Handler>(
         options.pong_timeout,
         options.idle_timeout,
     );
-    *lock_socket(&client) = Some(ws);
+    *lock_socket(&client) = Some(*ws);
     let mut driver = Driver {
         client: client.clone(),
         rx,

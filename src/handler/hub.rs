@@ -89,7 +89,9 @@ impl<H: Handler> UpgradeHandler for Hub<H> {
     type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
 
     fn call(&self, ws: UpgradedWebSocket, head: RequestHead) -> Self::Future {
-        Box::pin(driver::run(self.shared.clone(), ws, head))
+        // The WebSocket goes in a box: an `async fn` keeps its arguments in
+        // its future for good, and `run` moves it on to the client's handle.
+        Box::pin(driver::run(self.shared.clone(), Box::new(ws), head))
     }
 }
 

@@ -353,12 +353,11 @@ where
         let settings = self.settings.clone();
         let task = async move {
             // The upgrade fails only if the client went away before it finished.
-            if let Ok(mut ws) = pending.websocket(&settings.config).await {
-                if let Some(shutdown) = &shutdown {
-                    ws.watch_shutdown(shutdown);
-                }
-                ws.observe(settings.metrics.clone());
-                ws.attach_budget(&settings.budget);
+            if let Ok(ws) = pending.websocket(&settings.config).await {
+                // Set up outside this future: a WebSocket borrowed here would
+                // keep a slot of its own (944 bytes) beside the handler's
+                // future for the whole connection.
+                let ws = attach(ws, shutdown.as_ref(), &settings);
                 let _open = OpenGauge::new(&settings.metrics, version);
                 handler.call(ws, head).await;
             }
@@ -369,6 +368,21 @@ where
         tokio::spawn(task);
         ResponseFuture::ready(response)
     }
+}
+
+/// Connects a new WebSocket to the service's shutdown signal, metrics and
+/// memory budget.
+fn attach(
+    mut ws: super::UpgradedWebSocket,
+    shutdown: Option<&Shutdown>,
+    settings: &Settings,
+) -> super::UpgradedWebSocket {
+    if let Some(shutdown) = shutdown {
+        ws.watch_shutdown(shutdown);
+    }
+    ws.observe(settings.metrics.clone());
+    ws.attach_budget(&settings.budget);
+    ws
 }
 
 /// Copies the URI and header values out of the request head. hyper parses

@@ -4,12 +4,14 @@
 //! echo, checks it byte for byte, and repeats. One JSON line goes to stdout.
 //!
 //!   load --addr 127.0.0.1:9001 [--path /] [--conns 1] [--size 20] [--inflight 1]
-//!        [--seconds 5] [--warmup 1] [--deflate] [--idle] [--pid SERVER_PID]
-//!        [--h2 STREAMS_PER_CONNECTION]
+//!        [--seconds 5] [--warmup 1] [--deflate] [--idle [--echo-once]]
+//!        [--pid SERVER_PID] [--h2 STREAMS_PER_CONNECTION]
 //!
 //! `--deflate` offers permessage-deflate and sends JSON-like text (compressed when
 //! the server accepts); `--idle` only opens `--conns` connections, prints a line
-//! and holds them for `--seconds` (the harness measures server RSS meanwhile);
+//! and holds them for `--seconds` (the harness measures server RSS meanwhile),
+//! with `--echo-once` after one `--size` message echoed on each (what an idle
+//! connection keeps after traffic);
 //! `--pid` samples the server's CPU time over the measured window; `--h2 N`
 //! opens the `--conns` WebSockets as HTTP/2 streams (extended CONNECT, RFC
 //! 8441, clear-text prior knowledge), N per HTTP/2 connection (1: one
@@ -44,6 +46,7 @@ struct Args {
     warmup: f64,
     deflate: bool,
     idle: bool,
+    echo_once: bool,
     pid: Option<u32>,
     /// WebSockets per HTTP/2 connection; `None` is HTTP/1.1.
     h2: Option<usize>,
@@ -60,6 +63,7 @@ fn parse_args() -> Args {
         warmup: 1.0,
         deflate: false,
         idle: false,
+        echo_once: false,
         pid: None,
         h2: None,
     };
@@ -81,6 +85,7 @@ fn parse_args() -> Args {
             "--h2" => a.h2 = Some(num(&val())),
             "--deflate" => a.deflate = true,
             "--idle" => a.idle = true,
+            "--echo-once" => a.echo_once = true,
             _ => usage(&format!("unknown argument {flag}")),
         }
     }
@@ -176,6 +181,16 @@ async fn run(args: Args) -> i32 {
         return 1;
     }
     if args.idle {
+        let mut conns = conns;
+        if args.echo_once {
+            let msgs = Messages::new(&args, conns[0].deflate);
+            for (id, conn) in conns.iter_mut().enumerate() {
+                if let Err(e) = echo_once(conn, &msgs).await {
+                    eprintln!("load: connection {id}: {e}");
+                    stats.errors.set(stats.errors.get() + 1);
+                }
+            }
+        }
         println!(
             r#"{{"idle":true,"conns":{},"errors":{},"negotiated_deflate":{}}}"#,
             conns.len(),
@@ -255,6 +270,20 @@ async fn open_all(args: &Args, stats: &Stats) -> Vec<Conn> {
 }
 
 /// One connection's closed loop until the measuring window ends.
+/// Sends the first message of the pool and checks its echo.
+async fn echo_once(conn: &mut Conn, msgs: &Messages) -> std::io::Result<()> {
+    conn.io.write_all(&msgs.frames[0]).await?;
+    let (mut rd, _) = conn.io.split();
+    match conn
+        .reader
+        .recv(&mut rd, msgs.opcode, &msgs.payloads[0])
+        .await?
+    {
+        Check::Ok(_) => Ok(()),
+        Check::Mismatch(why) => Err(std::io::Error::other(format!("echo mismatch: {why}"))),
+    }
+}
+
 async fn drive(
     id: usize,
     mut conn: Conn,
