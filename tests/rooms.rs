@@ -37,6 +37,43 @@ async fn room_broadcast_reaches_its_members_only() {
     assert_eq!(hub.clients().len(), 4);
 }
 
+/// Broadcasts walk a cached list of members: every join, leave and
+/// disconnect between two broadcasts must show in the second.
+#[tokio::test]
+async fn each_broadcast_reaches_the_members_of_that_moment() {
+    let (_hub, addr) = start_node(Options::default()).await;
+    let mut a = connect(addr, None).await;
+    let mut b = connect(addr, None).await;
+    assert_eq!(ask(&mut a, "join red").await, "join true");
+    send(&mut a, "room red one").await;
+    assert_eq!(recv(&mut a).await, "one");
+
+    assert_eq!(ask(&mut b, "join red").await, "join true");
+    send(&mut a, "room red two").await;
+    assert_eq!(recv(&mut a).await, "two");
+    assert_eq!(recv(&mut b).await, "two");
+
+    assert_eq!(ask(&mut a, "leave red").await, "leave true");
+    send(&mut b, "room red three").await;
+    assert_eq!(recv(&mut b).await, "three");
+    assert_silent(&mut a, QUIET).await;
+
+    // Everyone: a third client arrives, then the first goes.
+    send(&mut a, "all four").await;
+    assert_eq!(recv(&mut a).await, "four");
+    assert_eq!(recv(&mut b).await, "four");
+    let mut c = connect(addr, None).await;
+    send(&mut b, "all five").await;
+    for ws in [&mut a, &mut b, &mut c] {
+        assert_eq!(recv(ws).await, "five");
+    }
+    drop(a);
+    tokio::time::sleep(QUIET).await;
+    send(&mut c, "all six").await;
+    assert_eq!(recv(&mut b).await, "six");
+    assert_eq!(recv(&mut c).await, "six");
+}
+
 #[tokio::test]
 async fn broadcast_except_skips_the_sender() {
     let (_hub, addr) = start_node(Options::default()).await;

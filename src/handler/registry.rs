@@ -49,6 +49,11 @@ struct State {
     rooms: HashMap<Arc<str>, BTreeMap<u64, Client>>,
     /// The rooms of each client that is in any.
     joined: HashMap<u64, Vec<Arc<str>>>,
+    /// Members of everyone and of rooms as broadcast walks them, built on
+    /// the first broadcast after a change: a broadcast to unchanged members
+    /// holds the lock for one `Arc` clone, not one per member, and
+    /// allocates nothing.
+    snapshots: HashMap<Option<Arc<str>>, Arc<[Client]>>,
 }
 
 impl Default for Clients {
@@ -86,6 +91,7 @@ impl Clients {
 
     pub(super) fn insert(&self, client: Client) {
         let mut state = self.state();
+        state.snapshots.remove(&None);
         state.everyone.insert(client.id(), client);
         if state.everyone.len() == 1 {
             self.subscribe(Topic::Everyone);
@@ -99,6 +105,7 @@ impl Clients {
         if state.everyone.remove(&id).is_none() {
             return;
         }
+        state.snapshots.remove(&None);
         for room in state.joined.remove(&id).unwrap_or_default() {
             state.leave_room(&room, id, self.shared.backplane.as_deref());
         }
@@ -132,6 +139,7 @@ impl Clients {
         if let Some(members) = state.rooms.get_mut(room) {
             members.insert(client.id(), client.clone());
         }
+        state.snapshots.remove(&Some(name.clone()));
         joined.push(name);
         true
     }
@@ -217,7 +225,7 @@ impl Clients {
 
     /// The clients connected to this node, in connection order (a snapshot).
     pub fn to_vec(&self) -> Vec<Client> {
-        self.shared.members(Topic::Everyone)
+        self.shared.members(Topic::Everyone).to_vec()
     }
 
     /// The members of `room`, to broadcast to them or count them.
@@ -275,7 +283,7 @@ impl Clients {
     }
 
     pub(super) fn room_members(&self, room: &str) -> Vec<Client> {
-        self.shared.members(Topic::Room(room))
+        self.shared.members(Topic::Room(room)).to_vec()
     }
 
     /// Graceful shutdown: closes every client with 1001 Going Away ("server
@@ -313,15 +321,21 @@ impl Shared {
     }
 
     /// The local members of `topic` (a snapshot).
-    fn members(&self, topic: Topic<'_>) -> Vec<Client> {
-        let state = self.state();
-        match topic {
-            Topic::Everyone => state.everyone.values().cloned().collect(),
-            Topic::Room(room) => state
-                .rooms
-                .get(room)
-                .map_or(Vec::new(), |members| members.values().cloned().collect()),
-        }
+    fn members(&self, topic: Topic<'_>) -> Arc<[Client]> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let (key, members) = match topic {
+            Topic::Everyone => (None, &state.everyone),
+            Topic::Room(room) => match state.rooms.get_key_value(room) {
+                Some((name, members)) => (Some(name.clone()), members),
+                None => return Arc::new([]),
+            },
+        };
+        state
+            .snapshots
+            .entry(key)
+            .or_insert_with(|| members.values().cloned().collect())
+            .clone()
     }
 
     /// Queues `msg` for the local members of `topic`; returns for how many.
@@ -344,6 +358,10 @@ impl Shared {
 
 impl State {
     fn leave_room(&mut self, room: &str, id: u64, backplane: Option<&dyn Backplane>) {
+        let Some(name) = self.rooms.get_key_value(room).map(|(name, _)| name.clone()) else {
+            return;
+        };
+        self.snapshots.remove(&Some(name));
         let Some(members) = self.rooms.get_mut(room) else {
             return;
         };
