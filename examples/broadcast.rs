@@ -4,9 +4,13 @@
 //! `--redis URL`, to the clients of every node sharing that Redis.
 //!
 //! Run: `cargo run --release --example broadcast -- [ADDR] [--redis URL]
-//! [--room] [--deflate]` (ADDR defaults to 127.0.0.1:9002). `--room`: every
-//! client joins one room and messages go to it with
-//! [`Clients::to`](tower_ws::handler::Clients::to) (the rooms path).
+//! [--room] [--deflate] [--threads N]` (ADDR defaults to 127.0.0.1:9002).
+//! `--room`: every client joins the room named by its request path (`/` for
+//! most clients) and messages go to that room with
+//! [`Clients::to`](tower_ws::handler::Clients::to) (the rooms path; two
+//! paths make two independent fan-outs on one server).
+//! `--threads N`: N runtime worker threads (default 1, a current-thread
+//! runtime, as every server of the benchmark).
 //! `--deflate`: permessage-deflate with the default [`DeflateConfig`]
 //! (each message compressed once, shared by every recipient); without it,
 //! no compression, so the benchmark measures the broadcast path alone.
@@ -23,9 +27,6 @@ use tower_ws::backplane::{RedisBackplane, RedisConfig};
 use tower_ws::handler::{Client, Handler, Hub, Options};
 use tower_ws::{Config, DeflateConfig, Message, WebSocketService};
 
-/// The one room of `--room`.
-const ROOM: &str = "all";
-
 struct Broadcast {
     room: bool,
 }
@@ -33,13 +34,13 @@ struct Broadcast {
 impl Handler for Broadcast {
     async fn on_open(&self, client: &Client) {
         if self.room {
-            client.join(ROOM);
+            client.join(client.path());
         }
     }
 
     async fn on_message(&self, msg: Message, client: &Client) {
         if self.room {
-            client.clients().to(ROOM).broadcast(msg);
+            client.clients().to(client.path()).broadcast(msg);
         } else {
             client.clients().broadcast(msg);
         }
@@ -52,9 +53,22 @@ fn main() -> std::io::Result<()> {
     let mut redis_url = None;
     let mut handler = Broadcast { room: false };
     let mut config = Config::default().deflate(None);
+    let mut threads = 1;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--redis" => redis_url = args.next(),
+            "--threads" => {
+                threads = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "--threads needs a number of threads, 1 or more",
+                        )
+                    })?
+            }
             "--room" => handler.room = true,
             "--deflate" => config = Config::default().deflate(Some(DeflateConfig::default())),
             other => {
@@ -67,10 +81,18 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    // One thread, as every server of the benchmark (pinned to one core).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    // One thread by default, as every server of the benchmark (pinned to
+    // one core); `--threads N` for the scaling runs (bench/scaling.sh).
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(serve(addr, redis_url, handler, config))
 }
 

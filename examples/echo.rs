@@ -8,9 +8,10 @@
 //! nothing per connection.
 //!
 //! Run: `cargo run --release --example echo -- [ADDR] [--no-deflate]
-//! [--tls CERT.pem KEY.pem]` (ADDR defaults to 127.0.0.1:9001; use
+//! [--tls CERT.pem KEY.pem] [--threads N]` (ADDR defaults to 127.0.0.1:9001; use
 //! 127.0.0.1:0 for a free port). The first line printed is
 //! `tower-ws echo server listening on ws://ADDR` (`wss://` with `--tls`).
+//! `--threads N` runs N runtime worker threads (default 1).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use tower_ws::server::TlsConfig;
 use tower_ws::{Config, DeflateConfig, Message, RequestHead, UpgradedWebSocket, WebSocketService};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: echo [ADDR] [--no-deflate] [--tls CERT.pem KEY.pem]   (ADDR defaults to 127.0.0.1:9001)";
+const USAGE: &str = "usage: echo [ADDR] [--no-deflate] [--tls CERT.pem KEY.pem] [--threads N]   (ADDR defaults to 127.0.0.1:9001; N runtime worker threads, default 1)";
 
 /// Echoes data messages. `feed` queues the reply without flushing: the
 /// WebSocket writes everything queued once it has no more complete input,
@@ -48,6 +49,7 @@ struct Args {
     addr: SocketAddr,
     deflate: bool,
     tls: Option<(PathBuf, PathBuf)>,
+    threads: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -55,6 +57,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         addr: "127.0.0.1:9001".parse().expect("valid default address"),
         deflate: true,
         tls: None,
+        threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,6 +67,13 @@ fn parse_args() -> Result<Option<Args>, String> {
                 (Some(cert), Some(key)) => args.tls = Some((cert.into(), key.into())),
                 _ => return Err("--tls needs a certificate and a key file".into()),
             },
+            "--threads" => {
+                args.threads = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or("--threads needs a number of threads, 1 or more")?
+            }
             "-h" | "--help" => return Ok(None),
             other => {
                 args.addr = other
@@ -75,8 +85,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(args))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     // Logs on stderr, filtered by RUST_LOG (e.g. `RUST_LOG=tower_ws=debug`).
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -94,6 +103,22 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
+    // One thread by default (what the benchmarks pin to one core);
+    // `--threads N` for a multi-threaded runtime (bench/scaling.sh).
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> std::io::Result<()> {
     // No keepalive pings here: conformance suites compare every frame the
     // server sends, and an unasked ping would be one too many.
     let config = Config::default()

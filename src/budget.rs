@@ -3,9 +3,10 @@
 //! read-ahead, unsent output, and [`Hub`](crate::handler::Hub) send queues.
 //!
 //! Each connection keeps an [`Account`]: what it holds is charged to the
-//! shared total when it waits for I/O (and after every read), in 4 KiB
-//! granules with hysteresis, so a busy connection touches the shared
-//! counter only when its buffers really grow or shrink.
+//! shared total when it waits for I/O (and after every read), in whole 4 KiB
+//! granules rounded down, with hysteresis, so a busy connection touches the
+//! shared counter only when its buffers really grow or shrink, and one that
+//! exchanges small messages never does.
 //!
 //! A large frame (64 KiB or more still to come) is admitted whole: its
 //! declared length is reserved before its payload is read, and only if it
@@ -74,7 +75,9 @@ pub(crate) const RESERVE_MIN: usize = 64 << 10;
 /// the total is an upper bound). What does not: messages the application
 /// holds, compression state, and the fixed cost of each connection (its
 /// task, socket and buffers' bookkeeping, a few KiB). Each connection's
-/// share is tracked to within 8 KiB.
+/// share is tracked to within 8 KiB: the first 4 KiB each side holds is
+/// not charged, so that small messages never touch the counter all
+/// threads share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryBudget {
     limit: usize,
@@ -544,17 +547,20 @@ impl Drop for Account {
     }
 }
 
-/// Charges `actual` bytes held, in granules: up when it grows past the
-/// charge, down when it shrinks by two granules or more or to nothing (so
-/// a buffer that breathes a little costs no shared-counter update).
+/// Charges `actual` bytes held, in whole granules rounded down: up when it
+/// grows past the charge by a granule, down when it shrinks by two granules
+/// or more or to nothing (so a buffer that breathes a little costs no
+/// shared-counter update). Rounding down leaves the first granule of each
+/// side uncharged, as for [`QueueCharge`]: small messages never touch the
+/// counter all threads share.
 fn resync(budget: &Arc<Budget>, charged: &AtomicUsize, actual: usize) {
     let old = charged.load(Relaxed);
-    let grew = actual > old;
+    let new = actual / GRANULE * GRANULE;
+    let grew = new > old;
     let shrank = actual + 2 * GRANULE <= old || (actual == 0 && old > 0);
     if !grew && !shrank {
         return;
     }
-    let new = actual.next_multiple_of(GRANULE);
     // Only the connection's own task writes its input and output charges.
     charged.store(new, Relaxed);
     if new > old {
@@ -671,7 +677,11 @@ mod tests {
             account.sync(len, 0, 0);
             assert_eq!(budget.used(), 8192);
         }
-        account.sync(8193, 100, 0);
+        // Less than a granule is not charged: small messages leave the
+        // shared counter alone.
+        account.sync(8193, 4095, 0);
+        assert_eq!(budget.used(), 8192);
+        account.sync(12288, 4096, 0);
         assert_eq!(budget.used(), 12288 + 4096);
         account.sync(0, 0, 0);
         assert_eq!(budget.used(), 0);

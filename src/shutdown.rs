@@ -1,14 +1,13 @@
 //! [`Shutdown`]: tells every open WebSocket that the server is going away.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Context;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// A graceful-shutdown signal for WebSockets, whatever drives them: the
 /// callback [`Hub`](crate::handler::Hub) or your own `Stream`/`Sink` loop.
@@ -52,9 +51,25 @@ pub struct Shutdown {
 
 #[derive(Default)]
 struct Shared {
-    token: CancellationToken,
+    triggered: AtomicBool,
+    /// The wakers of the signals waiting for the trigger.
+    waiters: Mutex<Waiters>,
     /// How many WebSockets watch this signal and are not dropped yet.
     open: watch::Sender<usize>,
+}
+
+/// Waker slots, reused after a signal is dropped.
+#[derive(Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl Shared {
+    fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        // A panic elsewhere while holding the lock leaves the slots usable.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Shutdown {
@@ -66,12 +81,21 @@ impl Shutdown {
     /// Tells every WebSocket watching this signal, now and from now on, to
     /// close with 1001 Going Away.
     pub fn trigger(&self) {
-        self.shared.token.cancel();
+        // Set before the lock: a signal registering after this sees it
+        // under the lock; one registered before is woken here.
+        self.shared.triggered.store(true, Release);
+        let wakers: Vec<Waker> = {
+            let mut waiters = self.shared.waiters();
+            waiters.slots.iter_mut().filter_map(Option::take).collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
     /// Whether [`trigger`](Self::trigger) was called.
     pub fn is_triggered(&self) -> bool {
-        self.shared.token.is_cancelled()
+        self.shared.triggered.load(Acquire)
     }
 
     /// How many WebSockets watching this signal are still open (not yet
@@ -104,8 +128,10 @@ impl Shutdown {
     /// its own, so neither steals the other's waker).
     pub(crate) fn signal(&self) -> Signal {
         Signal {
-            cancelled: Some(Box::pin(self.shared.token.clone().cancelled_owned())),
             shutdown: self.clone(),
+            slot: None,
+            waker: None,
+            fired: false,
         }
     }
 }
@@ -128,23 +154,73 @@ pub(crate) struct Watch {
 }
 
 /// Fires once when the shutdown is triggered.
+///
+/// A connection polls it on every poll, so the common case costs one
+/// atomic load and a waker comparison: the lock is taken only to register
+/// a waker that changed (in practice, once per task).
 pub(crate) struct Signal {
-    /// `None` once fired.
-    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     shutdown: Shutdown,
+    /// This signal's slot in the waiters, once it registered a waker.
+    slot: Option<usize>,
+    /// The waker registered there.
+    waker: Option<Waker>,
+    fired: bool,
 }
 
 impl Signal {
     /// True exactly once: at the first poll after the trigger.
     pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        let fired = self
-            .cancelled
-            .as_mut()
-            .is_some_and(|cancelled| cancelled.as_mut().poll(cx).is_ready());
-        if fired {
-            self.cancelled = None;
+        if self.fired {
+            return false;
         }
-        fired
+        let shared = &*self.shutdown.shared;
+        if shared.triggered.load(Acquire) {
+            return self.fire();
+        }
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return false;
+        }
+        let mut waiters = shared.waiters();
+        if shared.triggered.load(Acquire) {
+            drop(waiters);
+            return self.fire();
+        }
+        let waker = cx.waker().clone();
+        match self.slot {
+            Some(slot) => waiters.slots[slot] = Some(waker.clone()),
+            None => {
+                let slot = match waiters.free.pop() {
+                    Some(slot) => {
+                        waiters.slots[slot] = Some(waker.clone());
+                        slot
+                    }
+                    None => {
+                        waiters.slots.push(Some(waker.clone()));
+                        waiters.slots.len() - 1
+                    }
+                };
+                self.slot = Some(slot);
+            }
+        }
+        drop(waiters);
+        self.waker = Some(waker);
+        false
+    }
+
+    fn fire(&mut self) -> bool {
+        self.fired = true;
+        self.waker = None;
+        self.release();
+        true
+    }
+
+    /// Gives the slot back.
+    fn release(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let mut waiters = self.shutdown.shared.waiters();
+            waiters.slots[slot] = None;
+            waiters.free.push(slot);
+        }
     }
 
     /// Another waiter on the same shutdown, not yet fired.
@@ -153,10 +229,16 @@ impl Signal {
     }
 }
 
+impl Drop for Signal {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signal")
-            .field("fired", &self.cancelled.is_none())
+            .field("fired", &self.fired)
             .finish()
     }
 }
@@ -201,6 +283,58 @@ mod tests {
         assert_eq!(shutdown.wait(Duration::from_millis(10)).await, 1);
         drop(a);
         assert_eq!(shutdown.wait(Duration::from_millis(10)).await, 0);
+    }
+
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(Default::default()));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn the_trigger_wakes_the_waker_of_each_signals_latest_poll_once() {
+        let shutdown = Shutdown::new();
+        let (first, first_waker) = counting();
+        let (second, second_waker) = counting();
+        let (other, other_waker) = counting();
+        let mut a = shutdown.signal();
+        let mut b = shutdown.signal();
+        assert!(!a.poll_fired(&mut Context::from_waker(&first_waker)));
+        // The task moved: the latest waker is the one to wake.
+        assert!(!a.poll_fired(&mut Context::from_waker(&second_waker)));
+        assert!(!a.poll_fired(&mut Context::from_waker(&second_waker)));
+        assert!(!b.poll_fired(&mut Context::from_waker(&other_waker)));
+        // A dropped signal gives its slot back and is not woken.
+        let (gone, gone_waker) = counting();
+        let mut dropped = shutdown.signal();
+        assert!(!dropped.poll_fired(&mut Context::from_waker(&gone_waker)));
+        drop(dropped);
+        let mut reuse = shutdown.signal();
+        assert!(!reuse.poll_fired(&mut Context::from_waker(&other_waker)));
+        assert_eq!(shutdown.shared.waiters().slots.len(), 3, "slot reused");
+
+        shutdown.trigger();
+        assert_eq!((wakes(&first), wakes(&second)), (0, 1));
+        assert_eq!(wakes(&other), 2, "b and reuse");
+        assert_eq!(wakes(&gone), 0);
+        assert!(a.poll_fired(&mut Context::from_waker(&second_waker)));
+        assert!(b.poll_fired(&mut Context::from_waker(&other_waker)));
+        assert!(reuse.poll_fired(&mut Context::from_waker(&other_waker)));
+        assert!(
+            shutdown.shared.waiters().slots.iter().all(Option::is_none),
+            "fired signals hold no waker"
+        );
     }
 
     fn futures_task_noop() -> std::task::Waker {

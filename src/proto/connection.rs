@@ -222,6 +222,11 @@ impl Connection {
         self.read.capacity() + message + self.pending_bytes
     }
 
+    /// The read buffer's allocation, in bytes.
+    pub fn read_capacity(&self) -> usize {
+        self.read.capacity()
+    }
+
     /// Room left in the read buffer's allocation.
     pub fn read_spare(&self) -> usize {
         self.read.capacity() - self.read.len()

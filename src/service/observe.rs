@@ -3,6 +3,7 @@
 //! feature a span per connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Request, Version};
 
@@ -70,21 +71,24 @@ pub(super) fn refuse<F, B>(
 
 /// Counts a WebSocket as open for as long as it lives, even if its handler
 /// panics.
-pub(super) struct OpenGauge<'a> {
-    metrics: &'a ServiceMetrics,
+pub(super) struct OpenGauge {
+    metrics: Arc<ServiceMetrics>,
     version: Version,
 }
 
-impl<'a> OpenGauge<'a> {
-    pub(super) fn new(metrics: &'a ServiceMetrics, version: Version) -> Self {
+impl OpenGauge {
+    pub(super) fn new(metrics: &Arc<ServiceMetrics>, version: Version) -> Self {
         metrics.opened(version);
         #[cfg(feature = "tracing")]
         tracing::debug!("WebSocket opened");
-        OpenGauge { metrics, version }
+        OpenGauge {
+            metrics: metrics.clone(),
+            version,
+        }
     }
 }
 
-impl Drop for OpenGauge<'_> {
+impl Drop for OpenGauge {
     fn drop(&mut self) {
         self.metrics.ended(self.version);
     }

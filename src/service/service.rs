@@ -1,14 +1,16 @@
 //! [`WebSocketService`]: the handshake as a Tower service.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use tokio::sync::Semaphore;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
@@ -349,24 +351,103 @@ where
         let pending = PendingUpgrade::new(on_upgrade, agreed, &settings.config, version);
         let (head, _body) = req.into_parts();
         let head = detach(head);
-        let handler = self.handler.clone();
-        let settings = self.settings.clone();
-        let task = async move {
-            // The upgrade fails only if the client went away before it finished.
-            if let Ok(ws) = pending.websocket(&settings.config).await {
-                // Set up outside this future: a WebSocket borrowed here would
-                // keep a slot of its own (944 bytes) beside the handler's
-                // future for the whole connection.
-                let ws = attach(ws, shutdown.as_ref(), &settings);
-                let _open = OpenGauge::new(&settings.metrics, version);
-                handler.call(ws, head).await;
-            }
-            drop(permit);
+        let task = ConnectionTask {
+            state: State::Upgrading {
+                pending,
+                start: Some(Start {
+                    handler: self.handler.clone(),
+                    head,
+                    shutdown,
+                }),
+            },
+            settings: self.settings.clone(),
+            version,
+            _permit: permit,
         };
         #[cfg(feature = "tracing")]
         let task = tracing::Instrument::instrument(task, span);
         tokio::spawn(task);
         ResponseFuture::ready(response)
+    }
+}
+
+pin_project! {
+    /// One WebSocket's task: waits for hyper to hand the connection over,
+    /// then runs the handler.
+    ///
+    /// A future of its own rather than an `async` block, so that it holds
+    /// the larger of its two states, not both: rustc's layout of an `async`
+    /// block kept the WebSocket on its way from the upgrade to the handler
+    /// in a slot of its own (976 bytes) beside the handler's future, for as
+    /// long as the connection lived. This is most of an idle connection's
+    /// memory.
+    struct ConnectionTask<H: UpgradeHandler> {
+        #[pin]
+        state: State<H>,
+        settings: Arc<Settings>,
+        version: http::Version,
+        // Released last, when the task ends: after the handler's future
+        // and the open-WebSocket gauge are dropped.
+        _permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+/// What the handler gets once the upgrade completes.
+struct Start<H> {
+    handler: H,
+    head: RequestHead,
+    shutdown: Option<Shutdown>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<H: UpgradeHandler> {
+        Upgrading {
+            pending: PendingUpgrade,
+            start: Option<Start<H>>,
+        },
+        Running {
+            #[pin]
+            handling: H::Future,
+            // Dropped after the handler's future.
+            _open: OpenGauge,
+        },
+        Done,
+    }
+}
+
+impl<H: UpgradeHandler> Future for ConnectionTask<H> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Upgrading { pending, start } => {
+                    let upgraded = ready!(pending.poll_upgraded(cx, &this.settings.config));
+                    let start = start.take().expect("polled once more after the upgrade");
+                    let Ok(ws) = upgraded else {
+                        // The upgrade fails only if the client went away
+                        // before it finished.
+                        this.state.set(State::Done);
+                        return Poll::Ready(());
+                    };
+                    let ws = attach(ws, start.shutdown.as_ref(), this.settings);
+                    let handling = start.handler.call(ws, start.head);
+                    let open = OpenGauge::new(&this.settings.metrics, *this.version);
+                    this.state.set(State::Running {
+                        handling,
+                        _open: open,
+                    });
+                }
+                StateProj::Running { handling, .. } => {
+                    ready!(handling.poll(cx));
+                    this.state.set(State::Done);
+                    return Poll::Ready(());
+                }
+                StateProj::Done => return Poll::Ready(()),
+            }
+        }
     }
 }
 
@@ -422,7 +503,7 @@ impl<B> Service<Request<B>> for UpgradeRequired {
     }
 
     fn call(&mut self, _req: Request<B>) -> Self::Future {
-        ready(Ok(Reject::new(
+        std::future::ready(Ok(Reject::new(
             StatusCode::UPGRADE_REQUIRED,
             "this endpoint only speaks WebSocket: send an Upgrade: websocket request",
         )

@@ -5,6 +5,10 @@
 //! the request, build the negotiated extension, and once hyper hands the
 //! connection over, wrap it in a [`WebSocket`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Method, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
@@ -180,17 +184,28 @@ impl PendingUpgrade {
 
     /// Waits for hyper to hand the connection over. Fails only if the client
     /// went away before the upgrade finished.
+    #[cfg(feature = "axum")]
     pub(crate) async fn websocket(
-        self,
+        mut self,
         config: &Config,
     ) -> Result<UpgradedWebSocket, hyper::Error> {
-        let upgraded = self.on_upgrade.await?;
-        let ws = WebSocket::from_raw(TokioIo::new(upgraded), config, self.extension);
-        Ok(if self.multiplexed {
+        std::future::poll_fn(|cx| self.poll_upgraded(cx, config)).await
+    }
+
+    /// [`websocket`](Self::websocket) as a poll, for a hand-written future;
+    /// not to be polled again once ready.
+    pub(crate) fn poll_upgraded(
+        &mut self,
+        cx: &mut Context<'_>,
+        config: &Config,
+    ) -> Poll<Result<UpgradedWebSocket, hyper::Error>> {
+        let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx))?;
+        let ws = WebSocket::from_raw(TokioIo::new(upgraded), config, self.extension.take());
+        Poll::Ready(Ok(if self.multiplexed {
             ws.multiplexed()
         } else {
             ws
-        })
+        }))
     }
 }
 

@@ -372,7 +372,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         );
         self.fail(Kind::Overloaded(self.account.close_code()));
         self.account.sync(
-            self.input_held(),
+            self.input_held(false),
             self.out.buffered_bytes(),
             self.obs.sent_total(),
         );
@@ -427,12 +427,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// Bookkeeping at the end of every poll: a connection that is about to
     /// wait folds its counters.
+    ///
+    /// The memory budget is synced here when the connection waits or just
+    /// handed a message over (what it holds then); a busy connection's
+    /// other polls add to its buffers only up to the write high-water mark
+    /// and one read, which the next wait or read syncs.
     fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
-        self.account.sync(
-            self.input_held(),
-            self.out.buffered_bytes(),
-            self.obs.sent_total(),
-        );
+        if pending || self.delivered != 0 {
+            self.account.sync(
+                self.input_held(pending),
+                self.out.buffered_bytes(),
+                self.obs.sent_total(),
+            );
+        }
         if pending {
             self.obs.fold(&self.conn);
             self.account.register_waker(cx, reader);
@@ -498,7 +505,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         // While the memory budget is exhausted, nothing more is read: the
         // peer feels TCP backpressure.
-        let input = self.input_held();
+        let input = self.input_held(true);
         let (remaining, received) = (self.conn.frame_remaining(), self.obs.received_total());
         ready!(
             self.account
@@ -507,7 +514,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         let result = self.read_some(cx);
         if let Poll::Ready(Ok(true)) = result {
             self.account.sync(
-                self.input_held(),
+                self.input_held(false),
                 self.out.buffered_bytes(),
                 self.obs.sent_total(),
             );
@@ -518,7 +525,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// What the connection holds on the input side, counting the rest of
     /// the frame being received when it is large (the memory budget admits
     /// large frames whole) and a large message the application is handling.
-    fn input_held(&self) -> usize {
+    ///
+    /// A pool-sized read buffer counts whole only while the connection
+    /// `waiting` keeps it (an unfinished frame); while the connection works
+    /// it counts by its content, since it goes back to the thread's pool
+    /// once emptied. So an exchange of small messages never moves the
+    /// counter every thread shares.
+    fn input_held(&self, waiting: bool) -> usize {
         let remaining = self.conn.frame_remaining();
         let large = remaining >= RESERVE_MIN;
         // The part of the frame the read buffer has no room for yet.
@@ -527,7 +540,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         } else {
             0
         };
-        self.conn.buffered_bytes() + rest + self.delivered
+        let spare = if waiting || self.conn.read_capacity() > pool::POOLED_MAX_CAPACITY {
+            0
+        } else {
+            self.conn.read_spare()
+        };
+        self.conn.buffered_bytes() - spare + rest + self.delivered
     }
 
     fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
