@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use axum_core::body::Body;
 use axum_core::extract::FromRequestParts;
@@ -12,6 +14,7 @@ use axum_core::response::Response;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
+use pin_project_lite::pin_project;
 
 use super::rejection::{
     ConnectionNotUpgradable, InvalidConnectionHeader, InvalidHandshake,
@@ -291,13 +294,93 @@ impl<F> WebSocketUpgrade<F> {
         let pending = PendingUpgrade::new(self.on_upgrade, agreed, &self.config, self.version);
         let (config, protocol, on_failed_upgrade) =
             (self.config, self.protocol, self.on_failed_upgrade);
-        tokio::spawn(async move {
-            match pending.websocket(&config).await {
-                Ok(ws) => callback(WebSocket::new(ws, protocol)).await,
-                Err(e) => on_failed_upgrade.call(axum_core::Error::new(e)),
-            }
+        tokio::spawn(UpgradeTask {
+            state: State::Upgrading {
+                pending,
+                start: Some(Start {
+                    config,
+                    protocol,
+                    callback,
+                    on_failed_upgrade,
+                }),
+            },
         });
         response
+    }
+}
+
+pin_project! {
+    /// The task of one upgraded connection: waits for hyper to hand it
+    /// over, then runs the callback's future. A future of its own rather
+    /// than an `async` block, so that it holds the larger of its two states,
+    /// not both (an `async` block kept the WebSocket on its way to the
+    /// callback in a slot of its own, about 1 KiB, for the connection's
+    /// life).
+    struct UpgradeTask<C, Fut, F> {
+        #[pin]
+        state: State<C, Fut, F>,
+    }
+}
+
+/// What the callback, or the failure callback, needs once hyper is done.
+struct Start<C, F> {
+    config: Config,
+    protocol: Option<HeaderValue>,
+    callback: C,
+    on_failed_upgrade: F,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<C, Fut, F> {
+        Upgrading {
+            pending: PendingUpgrade,
+            start: Option<Start<C, F>>,
+        },
+        Running {
+            #[pin]
+            handling: Fut,
+        },
+        Done,
+    }
+}
+
+impl<C, Fut, F> Future for UpgradeTask<C, Fut, F>
+where
+    C: FnOnce(WebSocket) -> Fut,
+    Fut: Future<Output = ()>,
+    F: OnFailedUpgrade,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Upgrading { pending, start } => {
+                    let config = &start.as_ref().expect("polled after the upgrade").config;
+                    let upgraded = ready!(pending.poll_upgraded(cx, config));
+                    let start = start.take().expect("polled after the upgrade");
+                    match upgraded {
+                        Ok(ws) => {
+                            let handling = (start.callback)(WebSocket::new(ws, start.protocol));
+                            state.set(State::Running { handling });
+                        }
+                        Err(e) => {
+                            start.on_failed_upgrade.call(axum_core::Error::new(e));
+                            state.set(State::Done);
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                StateProj::Running { handling } => {
+                    ready!(handling.poll(cx));
+                    state.set(State::Done);
+                    return Poll::Ready(());
+                }
+                StateProj::Done => return Poll::Ready(()),
+            }
+        }
     }
 }
 

@@ -182,18 +182,9 @@ impl PendingUpgrade {
         }
     }
 
-    /// Waits for hyper to hand the connection over. Fails only if the client
-    /// went away before the upgrade finished.
-    #[cfg(feature = "axum")]
-    pub(crate) async fn websocket(
-        mut self,
-        config: &Config,
-    ) -> Result<UpgradedWebSocket, hyper::Error> {
-        std::future::poll_fn(|cx| self.poll_upgraded(cx, config)).await
-    }
-
-    /// [`websocket`](Self::websocket) as a poll, for a hand-written future;
-    /// not to be polled again once ready.
+    /// Waits for hyper to hand the connection over, and wraps it in a
+    /// WebSocket. Fails only if the client went away before the upgrade
+    /// finished. Not to be polled again once ready.
     pub(crate) fn poll_upgraded(
         &mut self,
         cx: &mut Context<'_>,
