@@ -504,8 +504,10 @@ impl Account {
     }
 
     /// The budget chose this connection to close.
+    #[inline]
     pub(crate) fn is_evicted(&self) -> bool {
-        self.holder.evicted.load(Relaxed)
+        // Only connections registered with a limited budget can be chosen.
+        self.slot.is_some() && self.holder.evicted.load(Relaxed)
     }
 
     /// The close code for a connection closed by the budget.

@@ -169,17 +169,24 @@ pub(crate) struct Signal {
 
 impl Signal {
     /// True exactly once: at the first poll after the trigger.
+    #[inline]
     pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.fired {
             return false;
         }
-        let shared = &*self.shutdown.shared;
-        if shared.triggered.load(Acquire) {
+        if self.shutdown.shared.triggered.load(Acquire) {
             return self.fire();
         }
         if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             return false;
         }
+        self.register(cx)
+    }
+
+    /// Registers the task's waker (it changed, or this is the first poll);
+    /// true if the trigger came first.
+    fn register(&mut self, cx: &Context<'_>) -> bool {
+        let shared = &*self.shutdown.shared;
         let mut waiters = shared.waiters();
         if shared.triggered.load(Acquire) {
             drop(waiters);

@@ -183,6 +183,14 @@ impl Buf for WriteBuf {
 
     fn advance(&mut self, cnt: usize) {
         assert!(cnt <= self.len, "advance past the end of WriteBuf");
+        if cnt == self.len {
+            // All written (the usual case): no frame is left part-written.
+            self.front_frame_left = 0;
+            self.chunks.clear();
+            self.len = 0;
+            self.reuse_tail();
+            return;
+        }
         let mut left = cnt;
         // Frame by frame, reading each header as it comes to the front.
         while left > 0 {
@@ -217,13 +225,18 @@ impl WriteBuf {
             }
         }
         if self.len == 0 {
-            if self.tail.capacity() > RETAIN_MAX {
-                // A large masked message: do not hold its size forever.
-                self.tail = BytesMut::new();
-            } else {
-                // Written out: reuse the allocation from its start.
-                self.tail.clear();
-            }
+            self.reuse_tail();
+        }
+    }
+
+    /// Everything was written: the tail's allocation is reused from its
+    /// start.
+    fn reuse_tail(&mut self) {
+        if self.tail.capacity() > RETAIN_MAX {
+            // A large masked message: do not hold its size forever.
+            self.tail = BytesMut::new();
+        } else {
+            self.tail.clear();
         }
     }
 }

@@ -143,6 +143,7 @@ impl Keepalive {
     }
 
     /// Whether a timer is configured at all (no polling needed otherwise).
+    #[inline]
     pub(crate) fn is_active(&self) -> bool {
         self.ping_interval.is_some() || self.idle_timeout.is_some()
     }

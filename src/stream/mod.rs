@@ -359,10 +359,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// while memory is short): its unsent output is dropped (but for the
     /// rest of a frame being written), its input too, and it is failed
     /// with the budget's close code.
+    #[inline]
     fn check_evicted(&mut self) {
-        if self.fault.is_some() || !self.account.is_evicted() {
-            return;
+        if self.fault.is_none() && self.account.is_evicted() {
+            self.evicted();
         }
+    }
+
+    #[cold]
+    fn evicted(&mut self) {
         let _dropped = self.out.discard_unsent();
         #[cfg(feature = "tracing")]
         tracing::info!(
@@ -382,8 +387,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// connection when the peer stopped answering or went idle. A reader
     /// calls this on every poll; a split writer only while the reader is
     /// not waiting (the timers keep one waker, like the transport).
+    #[inline]
     pub(crate) fn poll_timers(&mut self, cx: &mut Context<'_>) {
-        if !self.keepalive.is_active() || self.conn.close_sent() || self.done {
+        if self.keepalive.is_active() {
+            self.run_timers(cx);
+        }
+    }
+
+    fn run_timers(&mut self, cx: &mut Context<'_>) {
+        if self.conn.close_sent() || self.done {
             return;
         }
         loop {
@@ -450,6 +462,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// Polls the shutdown signal; once it fires, starts closing with 1001.
     /// True when it fired just now.
+    #[inline]
     fn poll_signal(&mut self, cx: &mut Context<'_>) -> bool {
         let fired = self
             .watch
