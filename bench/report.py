@@ -282,7 +282,8 @@ def markdown(data):
                "QUICK=1 bash bench/run.sh               # smoke test, writes bench/results/quick.*\n"
                "ROUNDS=5 SECONDS=10 bash bench/run.sh   # more rounds, longer runs\n"
                "python3 bench/report.py bench/results/echo.json   # re-render only\n"
-               "bash bench/fanout.sh                    # the fan-out section below\n```\n")
+               "bash bench/fanout.sh                    # the fan-out section below\n"
+               "bash bench/scaling.sh                   # the 1 -> 2 worker threads section below\n```\n")
     out.append("Raw data: `bench/results/echo.json`; chart: `bench/results/echo.svg`.\n")
     out.append("![throughput relative to the fastest server per row](bench/results/echo.svg)\n")
     return "\n".join(out)
@@ -412,6 +413,10 @@ def write_all(data, quick):
     if not quick and fanout.exists():
         # The fan-out rows (bench/fanout.sh, bench/fanout_report.py) stay.
         md = md.rstrip("\n") + "\n\n<!-- fanout:start -->\n" + fanout.read_text() + "<!-- fanout:end -->\n"
+    scaling = RESULTS / "scaling.md"
+    if not quick and scaling.exists():
+        # The scaling section (bench/scaling.sh) stays too; it has its markers.
+        md = md.rstrip("\n") + "\n\n" + scaling.read_text()
     target.write_text(md)
     print(md)
     print(f"\nwrote {target}, {RESULTS / (stem + '.json')}, {RESULTS / (stem + '.svg')}",
