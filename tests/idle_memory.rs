@@ -66,34 +66,24 @@ fn masked_frame(payload: &[u8]) -> Vec<u8> {
 fn an_idle_connection_holds_no_read_buffer_after_traffic() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const CONNS: usize = 1000;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    // The server: one thread, one WebSocket task per connection, echoing.
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let config = Config::default();
-            let mut tasks = Vec::new();
-            for _ in 0..CONNS {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let mut ws = WebSocket::from_raw(tcp, &config, None);
-                tasks.push(tokio::spawn(async move {
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if ws.send(msg).await.is_err() {
-                            break;
-                        }
+    // The server: one WebSocket task per connection, echoing.
+    let (addr, server) = server(|listener| async move {
+        let config = Config::default();
+        let mut tasks = Vec::new();
+        for _ in 0..CONNS {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = WebSocket::from_raw(tcp, &config, None);
+            tasks.push(tokio::spawn(async move {
+                while let Some(Ok(msg)) = ws.next().await {
+                    if ws.send(msg).await.is_err() {
+                        break;
                     }
-                }));
-            }
-            for task in tasks {
-                task.await.unwrap();
-            }
-        });
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
     });
 
     let mut clients: Vec<_> = (0..CONNS)
@@ -141,29 +131,18 @@ fn an_idle_connection_holds_no_read_buffer_after_traffic() {
 fn an_idle_websocket_behind_serve_holds_about_2_kib() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const CONNS: usize = 2000;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let echo =
-                WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if ws.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            // Ends when the test drops its clients and the listener's
-            // last user (this task) is cancelled with the runtime.
-            let _ = tokio::time::timeout(Duration::from_secs(60), tower_ws::serve(listener, echo))
-                .await;
+    // Not waited for: the server thread ends with the test process (or
+    // after a minute).
+    let (addr, _server) = server(|listener| async move {
+        let echo = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                if ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
         });
+        let _ =
+            tokio::time::timeout(Duration::from_secs(60), tower_ws::serve(listener, echo)).await;
     });
     // Warm up: the first connection sets up what every later one shares.
     let mut warm = handshake(addr);
@@ -186,7 +165,28 @@ fn an_idle_websocket_behind_serve_holds_about_2_kib() {
     );
     drop(clients);
     drop(warm);
-    drop(server);
+}
+
+/// Runs `serve` on a listener of its own, on a one-thread runtime in a
+/// thread of its own.
+fn server<F, Fut>(serve: F) -> (std::net::SocketAddr, std::thread::JoinHandle<()>)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            serve(tokio::net::TcpListener::from_std(listener).unwrap()).await
+        });
+    });
+    (addr, thread)
 }
 
 fn handshake(addr: std::net::SocketAddr) -> std::net::TcpStream {
