@@ -75,9 +75,10 @@ pub(crate) const RESERVE_MIN: usize = 64 << 10;
 /// the total is an upper bound). What does not: messages the application
 /// holds, compression state, and the fixed cost of each connection (its
 /// task, socket and buffers' bookkeeping, a few KiB). Each connection's
-/// share is tracked to within 8 KiB: the first 4 KiB each side holds is
-/// not charged, so that small messages never touch the counter all
-/// threads share.
+/// share is tracked to within about 16 KiB: the first 4 KiB each side
+/// holds, and while the application handles a message, a read buffer of
+/// the configured read size (8 KiB by default), are not charged, so that
+/// small messages never touch the counter all threads share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryBudget {
     limit: usize,
@@ -435,6 +436,16 @@ impl Account {
             }
             self.written = written;
         }
+    }
+
+    /// Whether anything is charged to this connection (or it is marked as
+    /// stuck): a connection with nothing charged that holds less than a
+    /// granule per side has nothing to sync.
+    #[inline]
+    pub(crate) fn has_charges(&self) -> bool {
+        self.budget.is_some()
+            && ((self.holder.input.load(Relaxed) | self.holder.output.load(Relaxed)) != 0
+                || self.holder.stuck_since.load(Relaxed) != 0)
     }
 
     /// Whether reading may go on; if not, `cx` is woken when there is room.

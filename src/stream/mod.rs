@@ -445,7 +445,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// other polls add to its buffers only up to the write high-water mark
     /// and one read, which the next wait or read syncs.
     fn after_poll(&mut self, cx: &Context<'_>, pending: bool, reader: bool) {
-        if pending || self.delivered != 0 {
+        // Also when something is charged: a connection whose output went
+        // out since it last waited must not stay charged (or marked as
+        // stuck) while the application is busy elsewhere.
+        if pending || self.delivered != 0 || self.account.has_charges() {
             self.account.sync(
                 self.input_held(pending),
                 self.out.buffered_bytes(),
@@ -539,11 +542,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// the frame being received when it is large (the memory budget admits
     /// large frames whole) and a large message the application is handling.
     ///
-    /// A pool-sized read buffer counts whole only while the connection
-    /// `waiting` keeps it (an unfinished frame); while the connection works
-    /// it counts by its content, since it goes back to the thread's pool
-    /// once emptied. So an exchange of small messages never moves the
-    /// counter every thread shares.
+    /// A read buffer of the configured read size (or smaller) counts whole
+    /// only while the connection `waiting` keeps it (an unfinished frame);
+    /// while the connection works it counts by its content, since it goes
+    /// back to the thread's pool once emptied. So an exchange of small
+    /// messages never moves the counter every thread shares, and what goes
+    /// uncharged is at most that one buffer (a larger one, sized for large
+    /// messages, always counts whole).
     fn input_held(&self, waiting: bool) -> usize {
         let remaining = self.conn.frame_remaining();
         let large = remaining >= RESERVE_MIN;
@@ -553,7 +558,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         } else {
             0
         };
-        let spare = if waiting || self.conn.read_capacity() > pool::POOLED_MAX_CAPACITY {
+        let spare = if waiting || self.conn.read_capacity() > self.read_buffer_size {
             0
         } else {
             self.conn.read_spare()
@@ -918,3 +923,89 @@ fn msg_kind(msg: &Message) -> &'static str {
 }
 
 use std::future::Future;
+
+#[cfg(test)]
+mod budget_tests {
+    use std::sync::Arc;
+    use std::task::{Context, Waker};
+
+    use futures_util::SinkExt;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::budget::{Budget, MemoryBudget};
+
+    /// A send that had to wait is charged while it waits; once it is all
+    /// written, the charge goes even though the connection does not wait
+    /// again (a hub callback busy elsewhere, a task that only writes).
+    /// Otherwise the budget would count, and could close the connection
+    /// for, output it no longer holds.
+    #[tokio::test]
+    async fn output_written_out_is_no_longer_charged() {
+        let (ours, mut theirs) = tokio::io::duplex(16 << 10);
+        let mut ws = WebSocket::from_raw(ours, &Config::default(), None);
+        let budget = Arc::new(Budget::new(Some(MemoryBudget::new(1 << 30))));
+        ws.attach_budget(&budget);
+        const LEN: usize = 200 << 10;
+        ws.feed(Message::binary(vec![7u8; LEN])).await.unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut ws).poll_flush(&mut cx).is_pending());
+        assert!(
+            budget.used() >= 128 << 10,
+            "waiting with {} B unsent, charged {}",
+            LEN,
+            budget.used()
+        );
+        let reader = tokio::spawn(async move {
+            let mut frame = vec![0u8; LEN + 10];
+            theirs.read_exact(&mut frame).await.unwrap();
+            theirs
+        });
+        ws.flush().await.unwrap();
+        let _theirs = reader.await.unwrap();
+        assert_eq!(budget.used(), 0, "written out, still charged");
+    }
+
+    fn masked(payload: &[u8]) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut frame = vec![0x82];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        frame
+    }
+
+    /// A read buffer grown for large messages stays charged while the
+    /// application handles a small one: only a buffer of the configured
+    /// read size goes uncharged then (a peer cannot hold 64 KiB per
+    /// connection uncounted by sending one large message, then small ones).
+    #[tokio::test]
+    async fn a_grown_read_buffer_stays_charged_while_the_application_is_busy() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+
+        let (ours, mut theirs) = tokio::io::duplex(256 << 10);
+        let mut ws = WebSocket::from_raw(ours, &Config::default(), None);
+        let budget = Arc::new(Budget::new(Some(MemoryBudget::new(1 << 30))));
+        ws.attach_budget(&budget);
+        theirs.write_all(&masked(&[5u8; 60 << 10])).await.unwrap();
+        let large = ws.next().await.unwrap().unwrap();
+        assert_eq!(large.len(), 60 << 10);
+        drop(large);
+        theirs.write_all(&masked(&[6u8; 20])).await.unwrap();
+        let small = ws.next().await.unwrap().unwrap();
+        assert_eq!(small.len(), 20);
+        // The application now holds the small message and is busy.
+        assert!(
+            budget.used() >= 56 << 10,
+            "a read buffer sized for 60 KiB messages is charged {} B",
+            budget.used()
+        );
+    }
+}

@@ -19,7 +19,7 @@ const POOLED_PER_THREAD: usize = 64;
 
 /// Buffers larger than this (grown for one large message) are freed rather
 /// than pooled, so a past large message costs no memory once idle.
-pub(crate) const POOLED_MAX_CAPACITY: usize = 64 << 10;
+const POOLED_MAX_CAPACITY: usize = 64 << 10;
 
 thread_local! {
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
