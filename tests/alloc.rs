@@ -10,6 +10,8 @@ use bytes::Buf;
 use tower_ws::proto::{Connection, Role, WriteBuf};
 use tower_ws::{Config, Message, WebSocket};
 
+mod support;
+
 struct Counting;
 
 thread_local! {
@@ -62,20 +64,6 @@ fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (result, allocations() - before)
 }
 
-fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1, 2, 3, 4];
-    let mut f = vec![0x80 | opcode];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
-
 /// Echoes binary messages; returns the allocations this thread made while
 /// echoing `measured` messages after `warmup` ones (`None` if the peer left
 /// before).
@@ -107,7 +95,7 @@ where
 #[test]
 fn engine_echo_allocates_nothing_per_message() {
     for size in [20usize, 1024, 4000] {
-        let frame = masked_frame(0x2, &vec![7u8; size]);
+        let frame = support::masked_frame(true, 0, 0x2, &vec![7u8; size]);
         let mut conn = Connection::new(Role::Server, &Config::default(), None);
         let mut out = WriteBuf::new();
         let echo_one = |conn: &mut Connection, out: &mut WriteBuf| {
@@ -161,7 +149,7 @@ fn websocket_echo_over_tcp_allocates_nothing_per_message() {
 
     let mut client = std::net::TcpStream::connect(addr).unwrap();
     client.set_nodelay(true).unwrap();
-    let frame = masked_frame(0x2, &[42u8; 20]);
+    let frame = support::masked_frame(true, 0, 0x2, &[42u8; 20]);
     let mut reply = [0u8; 22];
     for _ in 0..WARMUP + MEASURED {
         client.write_all(&frame).unwrap();
@@ -338,22 +326,9 @@ fn service_echo_with_metrics_allocates_nothing_per_message() {
         })
     });
 
-    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut client = support::blocking_upgrade(addr);
     client.set_nodelay(true).unwrap();
-    client
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        client.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    let frame = masked_frame(0x2, &[42u8; 20]);
+    let frame = support::masked_frame(true, 0, 0x2, &[42u8; 20]);
     let mut reply = [0u8; 22];
     for _ in 0..WARMUP + MEASURED {
         client.write_all(&frame).unwrap();

@@ -11,6 +11,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tower_ws::{Config, RequestHead, UpgradedWebSocket, WebSocket, WebSocketService};
 
+mod support;
+
 /// The tests count the same allocator: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -50,14 +52,6 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-fn masked_frame(payload: &[u8]) -> Vec<u8> {
-    let key = [9, 8, 7, 6];
-    let mut f = vec![0x82, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
-
 /// Heap bytes that stay per connection after one echo, beyond what it held
 /// right after it was set up, once every connection waits again. The read
 /// buffer (8 KiB by default) must not be among them: it goes back to a
@@ -92,7 +86,7 @@ fn an_idle_connection_holds_no_read_buffer_after_traffic() {
     std::thread::sleep(Duration::from_millis(300));
     let before = live();
 
-    let frame = masked_frame(&[42u8; 20]);
+    let frame = support::masked_frame(true, 0, 0x2, &[42u8; 20]);
     let mut reply = [0u8; 22];
     for client in &mut clients {
         client.write_all(&frame).unwrap();
@@ -145,12 +139,14 @@ fn an_idle_websocket_behind_serve_holds_about_2_kib() {
             tokio::time::timeout(Duration::from_secs(60), tower_ws::serve(listener, echo)).await;
     });
     // Warm up: the first connection sets up what every later one shares.
-    let mut warm = handshake(addr);
+    let mut warm = support::blocking_upgrade(addr);
     echo_once(&mut warm);
     std::thread::sleep(Duration::from_millis(200));
     let before = live();
 
-    let mut clients: Vec<_> = (0..CONNS).map(|_| handshake(addr)).collect();
+    let mut clients: Vec<_> = (0..CONNS)
+        .map(|_| support::blocking_upgrade(addr))
+        .collect();
     for client in &mut clients {
         echo_once(client);
     }
@@ -189,27 +185,9 @@ where
     (addr, thread)
 }
 
-fn handshake(addr: std::net::SocketAddr) -> std::net::TcpStream {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    // The response ends with an empty line; nothing follows it unasked.
-    let mut response = Vec::new();
-    let mut byte = [0u8; 1];
-    while !response.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).unwrap();
-        response.push(byte[0]);
-    }
-    assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
-    tcp
-}
-
 fn echo_once(tcp: &mut std::net::TcpStream) {
-    tcp.write_all(&masked_frame(&[42u8; 20])).unwrap();
+    tcp.write_all(&support::masked_frame(true, 0, 0x2, &[42u8; 20]))
+        .unwrap();
     let mut reply = [0u8; 22];
     tcp.read_exact(&mut reply).unwrap();
     assert_eq!(&reply[..2], &[0x82, 20]);

@@ -930,10 +930,18 @@ mod budget_tests {
     use std::task::{Context, Waker};
 
     use futures_util::SinkExt;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, DuplexStream};
 
     use super::*;
     use crate::budget::{Budget, MemoryBudget};
+
+    /// A server WebSocket on `io`, charged to a budget of its own (1 GiB).
+    fn budgeted(io: DuplexStream) -> (WebSocket<DuplexStream>, Arc<Budget>) {
+        let mut ws = WebSocket::from_raw(io, &Config::default(), None);
+        let budget = Arc::new(Budget::new(Some(MemoryBudget::new(1 << 30))));
+        ws.attach_budget(&budget);
+        (ws, budget)
+    }
 
     /// A send that had to wait is charged while it waits; once it is all
     /// written, the charge goes even though the connection does not wait
@@ -943,9 +951,7 @@ mod budget_tests {
     #[tokio::test]
     async fn output_written_out_is_no_longer_charged() {
         let (ours, mut theirs) = tokio::io::duplex(16 << 10);
-        let mut ws = WebSocket::from_raw(ours, &Config::default(), None);
-        let budget = Arc::new(Budget::new(Some(MemoryBudget::new(1 << 30))));
-        ws.attach_budget(&budget);
+        let (mut ws, budget) = budgeted(ours);
         const LEN: usize = 200 << 10;
         ws.feed(Message::binary(vec![7u8; LEN])).await.unwrap();
         let mut cx = Context::from_waker(Waker::noop());
@@ -991,9 +997,7 @@ mod budget_tests {
         use tokio::io::AsyncWriteExt;
 
         let (ours, mut theirs) = tokio::io::duplex(256 << 10);
-        let mut ws = WebSocket::from_raw(ours, &Config::default(), None);
-        let budget = Arc::new(Budget::new(Some(MemoryBudget::new(1 << 30))));
-        ws.attach_budget(&budget);
+        let (mut ws, budget) = budgeted(ours);
         theirs.write_all(&masked(&[5u8; 60 << 10])).await.unwrap();
         let large = ws.next().await.unwrap().unwrap();
         assert_eq!(large.len(), 60 << 10);

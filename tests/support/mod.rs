@@ -105,6 +105,26 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
     )
 }
 
+/// Opens a WebSocket on `addr` with a blocking socket (for tests that
+/// count what the server allocates, outside any runtime): the upgrade
+/// request, then the response read up to its empty line, which must be
+/// `101`. Nothing follows the response unasked.
+pub fn blocking_upgrade(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    tcp.write_all(upgrade_request("/", "").as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        response.push(byte[0]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
+    tcp
+}
+
 /// A client that speaks WebSocket by hand, to send what real clients won't.
 pub struct RawClient {
     pub tcp: TcpStream,
