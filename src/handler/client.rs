@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -14,7 +14,7 @@ use super::registry::Clients;
 use crate::budget::QueueCharge;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::service::{RequestHead, UpgradedWebSocket};
-use crate::stream::SentNow;
+use crate::stream::{SentNow, SharedMessage};
 
 /// One connected client: a cheap, cloneable handle that any task may keep
 /// and use, python-WS's `client`.
@@ -30,7 +30,23 @@ pub struct Client {
     pub(super) shared: Arc<Shared>,
 }
 
+/// A connection as its handles see it.
+///
+/// `repr(C)`, hot fields first: a broadcast reads `open` and `queued` and
+/// locks `socket` on every recipient, so they share the first cache line
+/// (rustc's own order put them lines apart: one more miss per recipient).
+#[repr(C)]
 pub(super) struct Shared {
+    /// Cleared when the closing handshake starts or the connection ends.
+    pub(super) open: AtomicBool,
+    /// Messages in `queue` or on their way into it: a send writes at once
+    /// only when this is 0 (read here, not in the channel, which is one
+    /// more cache line per recipient of a broadcast).
+    pub(super) queued: AtomicUsize,
+    /// The connection's WebSocket, driven by its task, which holds the lock
+    /// only while it polls; a send writes into it directly when it finds
+    /// it free. `None` before the task starts and once it ended.
+    pub(super) socket: Mutex<Option<UpgradedWebSocket>>,
     pub(super) id: u64,
     pub(super) head: RequestHead,
     /// Messages with the bytes charged for them in the memory budget.
@@ -39,8 +55,6 @@ pub(super) struct Shared {
     pub(super) charge: QueueCharge,
     pub(super) overflow: Overflow,
     pub(super) clients: Clients,
-    /// Cleared when the closing handshake starts or the connection ends.
-    pub(super) open: AtomicBool,
     /// A close asked for by a handle, taken by the connection.
     pub(super) close_request: Mutex<Option<CloseRequest>>,
     pub(super) wake: Notify,
@@ -48,10 +62,6 @@ pub(super) struct Shared {
     pub(super) closed: watch::Sender<bool>,
     /// Messages dropped because the queue was full.
     pub(super) dropped: AtomicU64,
-    /// The connection's WebSocket, driven by its task, which holds the lock
-    /// only while it polls; a send writes into it directly when it finds
-    /// it free. `None` before the task starts and once it ended.
-    pub(super) socket: Mutex<Option<UpgradedWebSocket>>,
 }
 
 /// A close asked of the connection.
@@ -168,16 +178,23 @@ impl Client {
             self.request_close(frame, true);
             return Ok(());
         }
-        let metrics = self.shared.clients.metrics();
-        let msg = match self.try_send_now(msg) {
+        match self.try_send_now(msg) {
+            Some(msg) => self.queue(msg, shared),
             None => {
-                metrics.written_directly();
-                return Ok(());
+                self.shared.clients.metrics().written_directly(1);
+                Ok(())
             }
-            Some(msg) => msg,
-        };
+        }
+    }
+
+    /// Queues `msg` for the connection's task, charging it to the memory
+    /// budget (its payload too, unless `shared`).
+    fn queue(&self, msg: Message, shared: bool) -> Result<(), SendError> {
+        let metrics = self.shared.clients.metrics();
         let charged = QueueCharge::cost(&msg, shared);
-        // Charged before it is queued: the connection may take it at once.
+        // Counted and charged before it is queued: the connection may take
+        // it at once.
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         self.shared.charge.add(charged);
         match self.shared.queue.try_send((msg, charged)) {
             Ok(()) => {
@@ -185,10 +202,12 @@ impl Client {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 self.shared.charge.remove(charged);
                 Err(SendError::Closed)
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 self.shared.charge.remove(charged);
                 metrics.dropped();
                 let _earlier = self.shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -220,26 +239,72 @@ impl Client {
         }
     }
 
+    /// Sends a broadcast message (see [`send_charged`](Self::send_charged)),
+    /// written from the frame encoded once for every recipient where this
+    /// connection can take it as it is. `Ok(true)` when it was written at
+    /// once: the caller counts those in the hub's metrics, once per
+    /// broadcast.
+    pub(super) fn send_shared(&self, shared: &SharedMessage) -> Result<bool, SendError> {
+        if !self.is_open() {
+            return Err(SendError::Closed);
+        }
+        if matches!(shared.message(), Message::Close(_)) {
+            return self
+                .send_charged(shared.message().clone(), true)
+                .map(|()| false);
+        }
+        let unsent = match self.idle_socket() {
+            Some(mut socket) => match socket.as_mut() {
+                Some(ws) => {
+                    let sent = ws.try_send_shared_now(shared);
+                    self.sent_now(socket, sent)
+                }
+                None => Some(shared.message().clone()),
+            },
+            None => Some(shared.message().clone()),
+        };
+        match unsent {
+            Some(msg) => self.queue(msg, true).map(|()| false),
+            None => Ok(true),
+        }
+    }
+
     /// Writes `msg` straight into the socket when nothing is queued before
     /// it and the connection's task is not polling it; gives it back
     /// otherwise. Per-sender order holds: the queue is empty and the task
     /// has written out everything it took from it.
     fn try_send_now(&self, msg: Message) -> Option<Message> {
-        let queue = &self.shared.queue;
-        if queue.capacity() != queue.max_capacity() {
-            return Some(msg);
-        }
-        let Ok(mut socket) = self.shared.socket.try_lock() else {
+        let Some(mut socket) = self.idle_socket() else {
             return Some(msg);
         };
         let Some(ws) = socket.as_mut() else {
             return Some(msg);
         };
-        match ws.try_send_now(msg) {
+        let sent = ws.try_send_now(msg);
+        self.sent_now(socket, sent)
+    }
+
+    /// The socket, locked, when nothing is queued for it and its task is
+    /// not polling it.
+    fn idle_socket(&self) -> Option<MutexGuard<'_, Option<UpgradedWebSocket>>> {
+        if self.shared.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        self.shared.socket.try_lock().ok()
+    }
+
+    /// What became of a message written at once: `Some` if it was not
+    /// sent. A write the socket did not take whole leaves the rest to the
+    /// connection's task, woken here (its write waker was replaced).
+    fn sent_now(
+        &self,
+        socket: MutexGuard<'_, Option<UpgradedWebSocket>>,
+        sent: SentNow,
+    ) -> Option<Message> {
+        match sent {
             SentNow::Whole => None,
             SentNow::Partly => {
                 drop(socket);
-                // The task writes the rest (its write waker was replaced).
                 self.shared.wake.notify_one();
                 None
             }

@@ -6,7 +6,7 @@
 use std::future::{Future, pending, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
@@ -45,6 +45,7 @@ pub(super) async fn run<H: Handler>(
             id: clients.next_id(),
             head,
             queue,
+            queued: AtomicUsize::new(0),
             charge: charge.clone(),
             overflow: options.overflow,
             clients: clients.clone(),
@@ -320,6 +321,9 @@ impl Driver<'_> {
                 Poll::Ready(Some((msg, charged))) => {
                     self.charge.remove(charged);
                     drop(ws.as_mut().start_send(msg));
+                    // Uncounted only once in the WebSocket's output, so a
+                    // send that writes at once cannot overtake it.
+                    self.client.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 }
                 Poll::Ready(None) | Poll::Pending => break,
             }
@@ -353,6 +357,7 @@ impl Driver<'_> {
         self.rx.close();
         while let Ok((_, charged)) = self.rx.try_recv() {
             self.charge.remove(charged);
+            self.client.shared.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -387,6 +392,7 @@ impl Driver<'_> {
                 while let Ok((msg, charged)) = self.rx.try_recv() {
                     self.charge.remove(charged);
                     drop(ws.as_mut().start_send(msg));
+                    self.client.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 }
             }
             let close = Message::Close(Some(frame.clone()));

@@ -14,6 +14,7 @@ use super::room::Room;
 use crate::backplane::{Backplane, Local, Topic};
 use crate::message::{CloseCode, CloseFrame, Message};
 use crate::metrics::{HubMetrics, HubStats};
+use crate::stream::SharedMessage;
 
 /// Every client connected to one [`Hub`](super::Hub): python-WS's
 /// `self.clients`, plus rooms, broadcast and graceful shutdown.
@@ -345,14 +346,18 @@ impl Shared {
         // The payload is shared by every queue: the memory budget counts it
         // once, for as long as any connection holds it.
         let msg = match members.first() {
-            Some(c) => c.shared.charge.share(msg.clone()),
+            Some(c) => SharedMessage::new(c.shared.charge.share(msg.clone()), members.len()),
             None => return 0,
         };
-        members
-            .iter()
-            .filter(|c| except != Some(*c))
-            .filter(|c| c.send_charged(msg.clone(), true).is_ok())
-            .count()
+        let (mut sent, mut written) = (0, 0);
+        for client in members.iter().filter(|c| except != Some(*c)) {
+            if let Ok(now) = client.send_shared(&msg) {
+                sent += 1;
+                written += usize::from(now);
+            }
+        }
+        self.metrics.written_directly(written as u64);
+        sent
     }
 }
 

@@ -509,9 +509,12 @@ impl HubMetrics {
         self.per_message.add(DROPPED, 1);
     }
 
-    /// Queued, and written into the socket by the sender itself.
-    pub(crate) fn written_directly(&self) {
-        self.per_message.add_all([1, 0, 1]);
+    /// `n` messages queued, and written into the socket by the sender
+    /// itself.
+    pub(crate) fn written_directly(&self, n: u64) {
+        if n > 0 {
+            self.per_message.add_all([n, 0, n]);
+        }
     }
 
     pub(crate) fn broadcast(&self) {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 use super::mask::apply_mask;
 use super::traffic::{CloseRecord, Traffic};
 use super::utf8::Utf8Validator;
@@ -428,18 +428,44 @@ impl Connection {
     /// broadcast encodes a frame once and queues the same bytes on every
     /// connection that [`accepts_shared_frames`](Self::accepts_shared_frames).
     pub fn send_encoded(&mut self, frame: Bytes, out: &mut WriteBuf) -> Result<(), Error> {
-        if self.state != State::Open {
-            return Err(Error::closed());
-        }
         if self.is_client() {
             return Err(Error::invalid_message(
                 "a client masks every frame with a fresh key, so it cannot send a pre-encoded frame (RFC 6455 §5.3)",
             ));
         }
-        self.traffic.messages_sent += 1;
-        self.traffic.bytes_sent += frame.len() as u64;
+        let payload_len = match FrameHeader::parse(&frame) {
+            Ok(Some(h)) if h.header_len as u64 + h.payload_len == frame.len() as u64 => {
+                h.payload_len as usize
+            }
+            _ => {
+                return Err(Error::invalid_message(
+                    "a pre-encoded frame must be exactly one whole frame, header and payload",
+                ));
+            }
+        };
+        self.sent_shared(payload_len)?;
         out.push_encoded(frame);
         Ok(())
+    }
+
+    /// Counts a shared frame of a `payload_len`-byte message as sent (the
+    /// caller writes it): fails once this side closed.
+    pub(crate) fn sent_shared(&mut self, payload_len: usize) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::closed());
+        }
+        self.traffic.messages_sent += 1;
+        self.traffic.bytes_sent += payload_len as u64;
+        Ok(())
+    }
+
+    /// Whether the shared frame of a `payload_len`-byte message (see
+    /// [`encode_frame`]) is what this connection would send for it: it
+    /// is open, does not compress, is a server and would not fragment it.
+    pub(crate) fn shares_frame_of(&self, payload_len: usize) -> bool {
+        self.state == State::Open
+            && self.accepts_shared_frames()
+            && payload_len <= self.out_frame_size
     }
 
     /// Whether a frame encoded without compression can be shared with this
@@ -714,6 +740,23 @@ impl Connection {
 
 /// Splits a data message into frames of at most `frame_size` payload bytes,
 /// each masked with its own key by a client.
+/// The frame a server sends for a data message that fits one frame: the
+/// header and the payload in one buffer, unmasked and uncompressed, so many
+/// connections can write the same bytes. `None` for control messages.
+pub(crate) fn encode_frame(msg: &Message) -> Option<Bytes> {
+    let (opcode, payload) = match msg {
+        Message::Text(text) => (OpCode::Text, text.as_bytes()),
+        Message::Binary(data) => (OpCode::Binary, &data[..]),
+        _ => return None,
+    };
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = FrameHeader::encode(&mut header, true, 0, opcode, None, payload.len() as u64);
+    let mut frame = BytesMut::with_capacity(n + payload.len());
+    frame.extend_from_slice(&header[..n]);
+    frame.extend_from_slice(payload);
+    Some(frame.freeze())
+}
+
 fn write_fragmented(
     opcode: OpCode,
     rsv: u8,

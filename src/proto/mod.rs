@@ -12,6 +12,7 @@ mod traffic;
 mod utf8;
 mod write_buf;
 
+pub(crate) use connection::encode_frame;
 pub use connection::{Connection, MaskKeys, Role};
 pub use traffic::{CloseRecord, Traffic};
 pub use utf8::{Invalid as InvalidUtf8, Utf8Validator};

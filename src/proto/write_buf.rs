@@ -143,6 +143,15 @@ impl WriteBuf {
         }
     }
 
+    /// Queues the unwritten rest of a frame whose start went out already
+    /// (a shared frame written straight from its buffer). Only into an
+    /// empty buffer: nothing may come before it.
+    pub(crate) fn push_frame_rest(&mut self, rest: Bytes) {
+        debug_assert!(self.is_empty(), "the rest of a frame goes first");
+        self.push_encoded(rest);
+        self.front_frame_left = self.len;
+    }
+
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
             self.chunks.push_back(self.tail.split().freeze());
@@ -302,6 +311,18 @@ mod tests {
         }
         assert_eq!(flat.len(), 4004 + 4);
         assert_eq!(&flat[flat.len() - 4..], b"\x88\x02\x03\xf5");
+    }
+
+    #[test]
+    fn the_rest_of_a_frame_written_elsewhere_is_kept_whole_by_discarding() {
+        let mut w = WriteBuf::new();
+        // The last 3000 bytes of a frame whose start went out already.
+        w.push_frame_rest(Bytes::from(vec![5u8; 3000]));
+        w.push_frame(true, 0, OpCode::Text, &Bytes::from_static(b"next"), None);
+        w.advance(1000);
+        assert_eq!(w.discard_unsent(), 6, "only the next frame goes");
+        assert_eq!(w.len(), 2000);
+        assert!(w.chunk().iter().all(|&b| b == 5));
     }
 
     #[test]

@@ -228,30 +228,39 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     /// to write it, as its write waker was replaced by a no-op one.
     pub(crate) fn try_send_now(&mut self, msg: Message) -> SentNow {
         let inner = &mut self.inner;
-        if !inner.out.is_empty()
-            || inner.fault.is_some()
-            || inner.done
-            || inner.shutdown
-            || inner.conn.close_sent()
-        {
+        if !inner.may_send_now() {
             return SentNow::NotNow(msg);
         }
         if inner.start_send(msg).is_err() {
             // Not a message that may be sent (never built by a hub).
             return SentNow::Whole;
         }
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        // Outside tokio's cooperative budget, as a `try_write` would be: a
-        // broadcast is one bounded pass over the recipients, and a budget
-        // spent after ~128 writes would turn every later write into a
-        // wakeup of that connection's task, the cost this path avoids.
-        let write = std::future::poll_fn(|cx| inner.poll_write_out(cx));
-        let mut write = std::pin::pin!(tokio::task::coop::unconstrained(write));
-        match write.as_mut().poll(&mut cx) {
-            Poll::Ready(Ok(())) => SentNow::Whole,
-            // An error shows again to the connection's own task.
-            Poll::Ready(Err(_)) | Poll::Pending => SentNow::Partly,
+        inner.write_now(None)
+    }
+
+    /// [`try_send_now`](Self::try_send_now) for a message sent to many
+    /// connections: where the connection can take the frame as it is (a
+    /// server that does not compress it), the frame encoded once for all
+    /// of them is written straight from its shared buffer, with no copy
+    /// into this connection's output.
+    pub(crate) fn try_send_shared_now(&mut self, shared: &SharedMessage) -> SentNow {
+        let inner = &mut self.inner;
+        if !inner.may_send_now() {
+            return SentNow::NotNow(shared.msg.clone());
         }
+        let len = shared.msg.len();
+        if !inner.conn.shares_frame_of(len) {
+            return self.try_send_now(shared.msg.clone());
+        }
+        let Some(frame) = shared.frame() else {
+            return self.try_send_now(shared.msg.clone());
+        };
+        if inner.conn.sent_shared(len).is_err() {
+            return SentNow::Whole;
+        }
+        #[cfg(feature = "tracing")]
+        tracing::trace!(len, kind = ?msg_kind(&shared.msg), "message sent");
+        inner.write_now(Some(frame))
     }
 
     /// Counts this connection's traffic and close in a service's metrics.
@@ -279,6 +288,40 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
         self.inner
             .keepalive
             .configure(ping_interval, pong_timeout, idle_timeout);
+    }
+}
+
+/// A message on its way to many connections, and its frame, encoded on
+/// first use: one encoding (and one copy of the payload) per broadcast,
+/// not one per recipient.
+#[derive(Debug)]
+pub(crate) struct SharedMessage {
+    msg: Message,
+    /// `None` inside: not worth a copy (one recipient), or not a data
+    /// message.
+    frame: std::cell::OnceCell<Option<Bytes>>,
+}
+
+impl SharedMessage {
+    /// `msg` for `recipients` connections: with one, it is not encoded
+    /// ahead (a copy of the payload for a single write).
+    pub(crate) fn new(msg: Message, recipients: usize) -> Self {
+        let frame = std::cell::OnceCell::new();
+        if recipients < 2 {
+            let _ = frame.set(None);
+        }
+        SharedMessage { msg, frame }
+    }
+
+    pub(crate) fn message(&self) -> &Message {
+        &self.msg
+    }
+
+    /// The whole unmasked frame of a data message (none for the others).
+    fn frame(&self) -> Option<&Bytes> {
+        self.frame
+            .get_or_init(|| crate::proto::encode_frame(&self.msg))
+            .as_ref()
     }
 }
 
@@ -753,6 +796,59 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         Poll::Ready(Ok(()))
     }
 
+    /// Whether a send from outside the connection's task may write at
+    /// once: nothing waits to be written before it and the connection may
+    /// still send.
+    fn may_send_now(&self) -> bool {
+        self.out.is_empty()
+            && self.fault.is_none()
+            && !self.done
+            && !self.shutdown
+            && !self.conn.close_sent()
+    }
+
+    /// Writes, for a send from outside the connection's task, `frame` (a
+    /// shared frame, straight from its buffer) and then what is queued,
+    /// without waiting. The rest of a frame the transport did not take is
+    /// queued for the connection's task.
+    fn write_now(&mut self, frame: Option<&Bytes>) -> SentNow {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut written = 0;
+        let result = {
+            let write = poll_fn(|cx| {
+                if let Some(frame) = frame {
+                    while written < frame.len() {
+                        let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[written..]))
+                            .map_err(Error::io)?;
+                        if n == 0 {
+                            return Poll::Ready(Err(Error::io(
+                                std::io::ErrorKind::WriteZero.into(),
+                            )));
+                        }
+                        self.obs.wrote(n);
+                        written += n;
+                    }
+                }
+                self.poll_write_out(cx)
+            });
+            // Outside tokio's cooperative budget, as a `try_write` would
+            // be: a broadcast is one bounded pass over the recipients, and
+            // a budget spent after ~128 writes would turn every later write
+            // into a wakeup of that connection's task, the cost this path
+            // avoids.
+            let mut write = std::pin::pin!(tokio::task::coop::unconstrained(write));
+            write.as_mut().poll(&mut cx)
+        };
+        if let Some(frame) = frame.filter(|f| written < f.len()) {
+            self.out.push_frame_rest(frame.slice(written..));
+        }
+        match result {
+            Poll::Ready(Ok(())) => SentNow::Whole,
+            // An error shows again to the connection's own task.
+            Poll::Ready(Err(_)) | Poll::Pending => SentNow::Partly,
+        }
+    }
+
     pub(crate) fn start_send(&mut self, msg: Message) -> Result<(), Error> {
         #[cfg(feature = "tracing")]
         tracing::trace!(len = msg.len(), kind = ?msg_kind(&msg), "message sent");
@@ -1011,5 +1107,86 @@ mod budget_tests {
             "a read buffer sized for 60 KiB messages is charged {} B",
             budget.used()
         );
+    }
+}
+
+#[cfg(test)]
+mod shared_send_tests {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    use super::*;
+
+    fn server(io: DuplexStream, config: &Config) -> WebSocket<DuplexStream> {
+        WebSocket::from_raw(io, config, None)
+    }
+
+    /// A broadcast's frame goes out as the one buffer encoded for every
+    /// recipient, and counts as one message of its payload's size.
+    #[tokio::test]
+    async fn a_shared_frame_is_written_whole_and_counted_as_its_payload() {
+        let (ours, mut theirs) = tokio::io::duplex(64 << 10);
+        let mut ws = server(ours, &Config::default());
+        let shared = SharedMessage::new(Message::text("hello"), 2);
+        assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Whole));
+        assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Whole));
+        let mut wire = [0u8; 14];
+        theirs.read_exact(&mut wire).await.unwrap();
+        assert_eq!(&wire, b"\x81\x05hello\x81\x05hello");
+        assert_eq!(ws.inner.conn.traffic().messages_sent, 2);
+        assert_eq!(ws.inner.conn.traffic().bytes_sent, 10);
+        assert_eq!(ws.inner.obs.sent_total(), 14);
+        // For one recipient the payload is not copied into a frame ahead.
+        let single = SharedMessage::new(Message::text("solo"), 1);
+        assert!(matches!(ws.try_send_shared_now(&single), SentNow::Whole));
+        assert_eq!(single.frame.get(), Some(&None));
+        let mut wire = [0u8; 6];
+        theirs.read_exact(&mut wire).await.unwrap();
+        assert_eq!(&wire, b"\x81\x04solo");
+    }
+
+    /// What the transport does not take of a shared frame is written by
+    /// the connection before anything sent after it, and the frame is
+    /// whole on the wire.
+    #[tokio::test]
+    async fn the_rest_of_a_shared_frame_goes_out_before_later_messages() {
+        let (ours, mut theirs) = tokio::io::duplex(1000);
+        let mut ws = server(ours, &Config::default());
+        let big = vec![9u8; 5000];
+        let shared = SharedMessage::new(Message::binary(big.clone()), 2);
+        assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Partly));
+        assert!(ws.buffered_amount() > 0 && ws.buffered_amount() < 5004);
+        // Nothing overtakes it: a second broadcast is given back.
+        let again = SharedMessage::new(Message::text("late"), 2);
+        assert!(matches!(ws.try_send_shared_now(&again), SentNow::NotNow(_)));
+        let reader = tokio::spawn(async move {
+            let mut wire = vec![0u8; 4 + 5000 + 6];
+            theirs.read_exact(&mut wire).await.unwrap();
+            wire
+        });
+        ws.send(Message::text("late")).await.unwrap();
+        let wire = reader.await.unwrap();
+        assert_eq!(&wire[..4], &[0x82, 126, 0x13, 0x88]);
+        assert_eq!(&wire[4..5004], &big[..]);
+        assert_eq!(&wire[5004..], b"\x81\x04late");
+    }
+
+    /// A connection that would fragment the message (its `out_frame_size`
+    /// is smaller) sends its own frames, not the shared one.
+    #[tokio::test]
+    async fn a_connection_that_fragments_sends_its_own_frames() {
+        let (ours, theirs) = tokio::io::duplex(64 << 10);
+        let config = Config::default().out_frame_size(1000);
+        let mut ws = server(ours, &config);
+        let shared = SharedMessage::new(Message::binary(vec![1u8; 1500]), 2);
+        assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Whole));
+        // Two frames, 1000 and 500 bytes, each with a 4-byte header (one
+        // shared frame would be 4 + 1500).
+        assert_eq!(ws.inner.obs.sent_total(), 4 + 1000 + 4 + 500);
+        let keys = crate::proto::MaskKeys::new(|| [1, 2, 3, 4]);
+        let mut peer =
+            WebSocket::from_raw_with_role(theirs, Role::Client(keys), &Config::default(), None);
+        let msg = peer.next().await.unwrap().unwrap();
+        assert_eq!(msg, Message::binary(vec![1u8; 1500]));
     }
 }

@@ -366,6 +366,8 @@ async fn run(args: Args) -> i32 {
     while Instant::now() < window_end {
         if cpu_start.is_none() && Instant::now() >= window_start {
             cpu_start = Some(sample(&args.pids));
+            // For bench/instructions.sh, which brackets the window.
+            eprintln!("fanout: window open");
         }
         if let Some(rate) = args.rate {
             // Open loop: the schedule does not wait for anyone; behind it
@@ -389,6 +391,7 @@ async fn run(args: Args) -> i32 {
         }
     }
     let cpu_end = sample(&args.pids);
+    eprintln!("fanout: window closed");
     report(&args, &state, cpu_start.unwrap_or(cpu_end), cpu_end);
     0
 }

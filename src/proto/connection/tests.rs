@@ -1680,6 +1680,47 @@ mod send {
             .unwrap();
         assert_eq!(drain(&mut out), b"\x81\x02hi");
         assert!(conn.accepts_shared_frames());
+        // `Traffic::bytes_sent` counts payload bytes, not the header.
+        assert_eq!(conn.traffic().messages_sent, 1);
+        assert_eq!(conn.traffic().bytes_sent, 2);
+    }
+
+    #[test]
+    fn send_encoded_refuses_anything_but_one_whole_frame() {
+        let mut conn = server();
+        let mut out = WriteBuf::new();
+        for bad in [
+            &b"\x81"[..],
+            b"\x81\x03hi",
+            b"\x81\x01hi",
+            b"\x81\x01h\x81\x01i",
+        ] {
+            let err = conn
+                .send_encoded(Bytes::copy_from_slice(bad), &mut out)
+                .unwrap_err();
+            assert!(err.is_invalid_message(), "{bad:?}: {err}");
+        }
+        assert!(out.is_empty());
+        assert_eq!(conn.traffic().messages_sent, 0);
+    }
+
+    #[test]
+    fn the_shared_frame_of_a_message_is_what_send_writes() {
+        for msg in [
+            Message::text("hi"),
+            Message::binary(vec![3u8; 200]),
+            Message::binary(vec![4u8; 70_000]),
+        ] {
+            let mut conn = server();
+            let mut out = WriteBuf::new();
+            conn.send(msg.clone(), &mut out).unwrap();
+            let frame = encode_frame(&msg).unwrap();
+            assert_eq!(drain(&mut out), &frame[..]);
+            assert!(conn.shares_frame_of(msg.len()));
+        }
+        assert!(encode_frame(&Message::ping("x")).is_none());
+        let small = Connection::new(Role::Server, &Config::default().out_frame_size(100), None);
+        assert!(!small.shares_frame_of(101), "it would fragment the message");
     }
 }
 
