@@ -607,23 +607,29 @@ impl QueueCharge {
     /// Makes `msg` a broadcast whose payload counts once in the budget, for
     /// as long as any queue or connection holds it.
     pub(crate) fn share(&self, msg: Message) -> Message {
-        let Some(budget) = &self.budget else {
+        if self.budget.is_none() {
             return msg;
-        };
-        let charge = |bytes: Bytes| {
-            budget.charge(bytes.len());
-            Bytes::from_owner(SharedPayload {
-                bytes,
-                budget: budget.clone(),
-            })
-        };
+        }
         match msg {
-            Message::Binary(data) => Message::Binary(charge(data)),
-            Message::Text(text) => {
-                Message::Text(Utf8Bytes::from_bytes_unchecked(charge(text.into_bytes())))
-            }
+            Message::Binary(data) => Message::Binary(self.share_bytes(data)),
+            Message::Text(text) => Message::Text(Utf8Bytes::from_bytes_unchecked(
+                self.share_bytes(text.into_bytes()),
+            )),
             other => other,
         }
+    }
+
+    /// `bytes`, counted once in the budget for as long as anything holds
+    /// them (a broadcast's payload or its encoded frame).
+    pub(crate) fn share_bytes(&self, bytes: Bytes) -> Bytes {
+        let Some(budget) = &self.budget else {
+            return bytes;
+        };
+        budget.charge(bytes.len());
+        Bytes::from_owner(SharedPayload {
+            bytes,
+            budget: budget.clone(),
+        })
     }
 
     /// Charges `bytes` (a [`cost`](Self::cost)) to the connection.

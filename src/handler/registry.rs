@@ -346,7 +346,11 @@ impl Shared {
         // The payload is shared by every queue: the memory budget counts it
         // once, for as long as any connection holds it.
         let msg = match members.first() {
-            Some(c) => SharedMessage::new(c.shared.charge.share(msg.clone()), members.len()),
+            Some(c) => SharedMessage::new(
+                c.shared.charge.share(msg.clone()),
+                members.len() - usize::from(except.is_some()),
+                &c.shared.charge,
+            ),
             None => return 0,
         };
         let (mut sent, mut written) = (0, 0);

@@ -5,7 +5,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
+use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1};
 use super::mask::apply_mask;
 use super::traffic::{CloseRecord, Traffic};
 use super::utf8::Utf8Validator;
@@ -427,6 +427,14 @@ impl Connection {
     /// Queues a complete, pre-encoded frame (header and payload): a
     /// broadcast encodes a frame once and queues the same bytes on every
     /// connection that [`accepts_shared_frames`](Self::accepts_shared_frames).
+    ///
+    /// # Errors
+    ///
+    /// A closed connection's error once this side closed; an invalid
+    /// message for a client (it must mask each frame itself), and for
+    /// anything but exactly one whole, unmasked, final text or binary frame
+    /// (RSV1 only with an extension): control frames and the close go
+    /// through [`send`](Self::send), which tracks them.
     pub fn send_encoded(&mut self, frame: Bytes, out: &mut WriteBuf) -> Result<(), Error> {
         if self.is_client() {
             return Err(Error::invalid_message(
@@ -435,6 +443,16 @@ impl Connection {
         }
         let payload_len = match FrameHeader::parse(&frame) {
             Ok(Some(h)) if h.header_len as u64 + h.payload_len == frame.len() as u64 => {
+                let rsv_ok = h.rsv == 0 || (self.extension.is_some() && h.rsv == RSV1);
+                if !h.fin
+                    || !matches!(h.opcode, OpCode::Text | OpCode::Binary)
+                    || h.mask.is_some()
+                    || !rsv_ok
+                {
+                    return Err(Error::invalid_message(
+                        "a pre-encoded frame must be a whole, unmasked text or binary frame (control and close frames go through `send`, RFC 6455 §5.1, §5.5)",
+                    ));
+                }
                 h.payload_len as usize
             }
             _ => {
@@ -738,8 +756,6 @@ impl Connection {
     }
 }
 
-/// Splits a data message into frames of at most `frame_size` payload bytes,
-/// each masked with its own key by a client.
 /// The frame a server sends for a data message that fits one frame: the
 /// header and the payload in one buffer, unmasked and uncompressed, so many
 /// connections can write the same bytes. `None` for control messages.
@@ -757,6 +773,8 @@ pub(crate) fn encode_frame(msg: &Message) -> Option<Bytes> {
     Some(frame.freeze())
 }
 
+/// Splits a data message into frames of at most `frame_size` payload bytes,
+/// each masked with its own key by a client.
 fn write_fragmented(
     opcode: OpCode,
     rsv: u8,

@@ -104,6 +104,10 @@ pub(crate) struct Inner<IO> {
     /// overload), and whether the reader was told.
     fault: Option<Kind>,
     fault_reported: bool,
+    /// A write from outside the task went into the transport, but its
+    /// flush did not finish (a TLS stream holds what the socket refused):
+    /// the task flushes even with nothing of its own to write.
+    flush_owed: bool,
     /// This connection's share of the service's memory budget.
     account: Account,
     /// The size of the large message just delivered: it stays charged
@@ -300,17 +304,24 @@ pub(crate) struct SharedMessage {
     /// `None` inside: not worth a copy (one recipient), or not a data
     /// message.
     frame: std::cell::OnceCell<Option<Bytes>>,
+    /// Where the frame is charged, once, while anything holds it.
+    charge: QueueCharge,
 }
 
 impl SharedMessage {
-    /// `msg` for `recipients` connections: with one, it is not encoded
-    /// ahead (a copy of the payload for a single write).
-    pub(crate) fn new(msg: Message, recipients: usize) -> Self {
+    /// `msg` for `recipients` connections, its frame charged to `charge`'s
+    /// memory budget: with one recipient, it is not encoded ahead (a copy
+    /// of the payload for a single write).
+    pub(crate) fn new(msg: Message, recipients: usize, charge: &QueueCharge) -> Self {
         let frame = std::cell::OnceCell::new();
         if recipients < 2 {
             let _ = frame.set(None);
         }
-        SharedMessage { msg, frame }
+        SharedMessage {
+            msg,
+            frame,
+            charge: charge.clone(),
+        }
     }
 
     pub(crate) fn message(&self) -> &Message {
@@ -320,7 +331,9 @@ impl SharedMessage {
     /// The whole unmasked frame of a data message (none for the others).
     fn frame(&self) -> Option<&Bytes> {
         self.frame
-            .get_or_init(|| crate::proto::encode_frame(&self.msg))
+            .get_or_init(|| {
+                crate::proto::encode_frame(&self.msg).map(|f| self.charge.share_bytes(f))
+            })
             .as_ref()
     }
 }
@@ -393,6 +406,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             keepalive: Keepalive::new(config),
             fault: None,
             fault_reported: false,
+            flush_owed: false,
             account: Account::default(),
             delivered: 0,
         }
@@ -557,7 +571,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             self.obs.wrote(n);
             self.out.advance(n);
         }
-        Pin::new(&mut self.io).poll_flush(cx).map_err(Error::io)
+        ready!(Pin::new(&mut self.io).poll_flush(cx)).map_err(Error::io)?;
+        self.flush_owed = false;
+        Poll::Ready(Ok(()))
     }
 
     /// Reads once from the transport into the engine. `Ok(false)` is EOF.
@@ -745,7 +761,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     Err(e) => Poll::Ready(Some(Err(e))),
                 };
             }
-            if !self.out.is_empty() {
+            if !self.out.is_empty() || self.flush_owed {
                 // Write coalescing: what the application fed without flushing
                 // leaves now that the input is exhausted.
                 match self.poll_write_out(cx) {
@@ -839,13 +855,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             let mut write = std::pin::pin!(tokio::task::coop::unconstrained(write));
             write.as_mut().poll(&mut cx)
         };
-        if let Some(frame) = frame.filter(|f| written < f.len()) {
-            self.out.push_frame_rest(frame.slice(written..));
+        match frame {
+            // Not a byte of it went: a frame like any other.
+            Some(frame) if written == 0 => self.out.push_encoded(frame.clone()),
+            Some(frame) if written < frame.len() => {
+                self.out.push_frame_rest(frame.slice(written..));
+            }
+            _ => {}
         }
         match result {
             Poll::Ready(Ok(())) => SentNow::Whole,
+            Poll::Pending => {
+                self.flush_owed = true;
+                SentNow::Partly
+            }
             // An error shows again to the connection's own task.
-            Poll::Ready(Err(_)) | Poll::Pending => SentNow::Partly,
+            Poll::Ready(Err(_)) => SentNow::Partly,
         }
     }
 
@@ -1127,7 +1152,7 @@ mod shared_send_tests {
     async fn a_shared_frame_is_written_whole_and_counted_as_its_payload() {
         let (ours, mut theirs) = tokio::io::duplex(64 << 10);
         let mut ws = server(ours, &Config::default());
-        let shared = SharedMessage::new(Message::text("hello"), 2);
+        let shared = SharedMessage::new(Message::text("hello"), 2, &QueueCharge::default());
         assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Whole));
         assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Whole));
         let mut wire = [0u8; 14];
@@ -1137,7 +1162,7 @@ mod shared_send_tests {
         assert_eq!(ws.inner.conn.traffic().bytes_sent, 10);
         assert_eq!(ws.inner.obs.sent_total(), 14);
         // For one recipient the payload is not copied into a frame ahead.
-        let single = SharedMessage::new(Message::text("solo"), 1);
+        let single = SharedMessage::new(Message::text("solo"), 1, &QueueCharge::default());
         assert!(matches!(ws.try_send_shared_now(&single), SentNow::Whole));
         assert_eq!(single.frame.get(), Some(&None));
         let mut wire = [0u8; 6];
@@ -1153,11 +1178,11 @@ mod shared_send_tests {
         let (ours, mut theirs) = tokio::io::duplex(1000);
         let mut ws = server(ours, &Config::default());
         let big = vec![9u8; 5000];
-        let shared = SharedMessage::new(Message::binary(big.clone()), 2);
+        let shared = SharedMessage::new(Message::binary(big.clone()), 2, &QueueCharge::default());
         assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Partly));
         assert!(ws.buffered_amount() > 0 && ws.buffered_amount() < 5004);
         // Nothing overtakes it: a second broadcast is given back.
-        let again = SharedMessage::new(Message::text("late"), 2);
+        let again = SharedMessage::new(Message::text("late"), 2, &QueueCharge::default());
         assert!(matches!(ws.try_send_shared_now(&again), SentNow::NotNow(_)));
         let reader = tokio::spawn(async move {
             let mut wire = vec![0u8; 4 + 5000 + 6];
@@ -1171,6 +1196,101 @@ mod shared_send_tests {
         assert_eq!(&wire[5004..], b"\x81\x04late");
     }
 
+    /// A transport that holds what it is given until flushed, and whose
+    /// flush waits while `blocked` (a TLS stream whose socket is full).
+    struct HoldsUntilFlushed {
+        held: Vec<u8>,
+        blocked: bool,
+        inner: DuplexStream,
+    }
+
+    impl tokio::io::AsyncRead for HoldsUntilFlushed {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for HoldsUntilFlushed {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            if self.blocked {
+                return Poll::Pending;
+            }
+            let this = &mut *self;
+            while !this.held.is_empty() {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.held))?;
+                this.held.drain(..n);
+            }
+            Pin::new(&mut this.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A write from outside the task that the transport took but could not
+    /// flush is flushed by the connection's task when it next runs, though
+    /// it has nothing of its own to write.
+    #[tokio::test]
+    async fn an_unfinished_flush_is_finished_by_the_connections_task() {
+        let (ours, mut theirs) = tokio::io::duplex(64 << 10);
+        let io = HoldsUntilFlushed {
+            held: Vec::new(),
+            blocked: true,
+            inner: ours,
+        };
+        let mut ws = WebSocket::from_raw(io, &Config::default(), None);
+        let shared = SharedMessage::new(Message::text("hello"), 2, &QueueCharge::default());
+        assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Partly));
+        assert_eq!(ws.buffered_amount(), 0, "the transport took it all");
+        ws.inner.io.blocked = false;
+        // The task wakes (the hub notifies it) and polls for input.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut ws).poll_next(&mut cx).is_pending());
+        let mut wire = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(5), theirs.read_exact(&mut wire))
+            .await
+            .expect("the frame was never flushed")
+            .unwrap();
+        assert_eq!(&wire, b"\x81\x05hello");
+    }
+
+    /// A broadcast's frame counts in the memory budget, once, while
+    /// anything holds it.
+    #[tokio::test]
+    async fn a_shared_frame_is_charged_once_while_held() {
+        let (ours, _theirs) = tokio::io::duplex(64 << 10);
+        let mut ws = server(ours, &Config::default());
+        let budget = Arc::new(crate::budget::Budget::new(Some(crate::MemoryBudget::new(
+            1 << 30,
+        ))));
+        ws.attach_budget(&budget);
+        let charge = ws.queue_charge();
+        let shared = SharedMessage::new(Message::binary(vec![0u8; 40 << 10]), 2, &charge);
+        let frame = shared.frame().unwrap().clone();
+        assert_eq!(budget.used(), frame.len());
+        drop(shared);
+        assert_eq!(budget.used(), frame.len(), "still held");
+        drop(frame);
+        assert_eq!(budget.used(), 0);
+    }
+
     /// A connection that would fragment the message (its `out_frame_size`
     /// is smaller) sends its own frames, not the shared one.
     #[tokio::test]
@@ -1178,7 +1298,8 @@ mod shared_send_tests {
         let (ours, theirs) = tokio::io::duplex(64 << 10);
         let config = Config::default().out_frame_size(1000);
         let mut ws = server(ours, &config);
-        let shared = SharedMessage::new(Message::binary(vec![1u8; 1500]), 2);
+        let shared =
+            SharedMessage::new(Message::binary(vec![1u8; 1500]), 2, &QueueCharge::default());
         assert!(matches!(ws.try_send_shared_now(&shared), SentNow::Whole));
         // Two frames, 1000 and 500 bytes, each with a 4-byte header (one
         // shared frame would be 4 + 1500).
