@@ -283,7 +283,8 @@ def markdown(data):
                "ROUNDS=5 SECONDS=10 bash bench/run.sh   # more rounds, longer runs\n"
                "python3 bench/report.py bench/results/echo.json   # re-render only\n"
                "bash bench/fanout.sh                    # the fan-out section below\n"
-               "bash bench/scaling.sh                   # the 1 -> 2 worker threads section below\n```\n")
+               "bash bench/scaling.sh                   # the 1 -> 2 worker threads section below\n"
+               "bash bench/iomodel.sh                   # the epoll / io_uring section below\n```\n")
     out.append("Raw data: `bench/results/echo.json`; chart: `bench/results/echo.svg`.\n")
     out.append("![throughput relative to the fastest server per row](bench/results/echo.svg)\n")
     return "\n".join(out)
@@ -417,6 +418,10 @@ def write_all(data, quick):
     if not quick and scaling.exists():
         # The scaling section (bench/scaling.sh) stays too; it has its markers.
         md = md.rstrip("\n") + "\n\n" + scaling.read_text()
+    iomodel = RESULTS / "iomodel.md"
+    if not quick and iomodel.exists():
+        # And the I/O model section (bench/iomodel.sh).
+        md = md.rstrip("\n") + "\n\n" + iomodel.read_text()
     target.write_text(md)
     print(md)
     print(f"\nwrote {target}, {RESULTS / (stem + '.json')}, {RESULTS / (stem + '.svg')}",

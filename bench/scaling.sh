@@ -132,9 +132,11 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$JSONL" "$OUT/scaling.md" "$ROOT/BENCHMARKS.md" "$ROUNDS" "$SECONDS_PER_RUN" <<'PY'
-import json, statistics, sys, re
-jsonl, md_out, benchmarks, rounds, secs = sys.argv[1:]
+python3 - "$JSONL" "$OUT/scaling.md" "$ROOT/BENCHMARKS.md" "$ROUNDS" "$SECONDS_PER_RUN" "$BENCH" <<'PY'
+import json, statistics, sys
+sys.path.insert(0, sys.argv[-1])
+from sections import replace_section
+jsonl, md_out, benchmarks, rounds, secs, _bench = sys.argv[1:]
 rows = [json.loads(l) for l in open(jsonl) if l.strip()]
 groups = {}
 for r in rows:
@@ -175,12 +177,6 @@ for (kind, size), by in sorted(groups.items()):
 errors = sum(r["errors"] for r in rows)
 lines += ["", f"Errors and lost deliveries over all runs: {errors}.", "<!-- scaling:end -->"]
 section = "\n".join(lines) + "\n"
-open(md_out, "w").write(section)
-text = open(benchmarks).read()
-if "<!-- scaling:start -->" in text:
-    text = re.sub(r"<!-- scaling:start -->.*?<!-- scaling:end -->\n", section, text, flags=re.S)
-else:
-    text = text.replace("<!-- fanout:end -->\n", "<!-- fanout:end -->\n\n" + section)
-open(benchmarks, "w").write(text)
+replace_section(benchmarks, md_out, "scaling", section, after="<!-- fanout:end -->\n")
 print(section)
 PY
