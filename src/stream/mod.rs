@@ -697,6 +697,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// shutdown signal went unanswered for the close timeout.
     fn poll_next_bounded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let next = self.next_message(cx);
+        if self.going_away.is_some() && self.conn.close_received() {
+            // The peer answered the 1001: what is left of the closing
+            // handshake (its EOF, or END_STREAM on HTTP/2) has the closing
+            // handshake's own deadline, and ending there is no timeout.
+            self.going_away = None;
+        }
         if next.is_pending() {
             if let Some(deadline) = &mut self.going_away {
                 if deadline.as_mut().poll(cx).is_ready() {
