@@ -640,8 +640,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         };
         let want = self.read_buffer_size.max(self.read_hint).max(frame);
         let buf = self.conn.read_buf();
-        if buf.capacity() == 0 {
-            match pool::take(want) {
+        // Whether `buf` is one whole allocation, taken or made for this read.
+        let whole = buf.capacity() == 0;
+        if whole {
+            // A large read (the last message was large) gets a buffer of its
+            // size at once, so the message arrives in one read.
+            match pool::take(want).or_else(|| pool::allocate_large(want)) {
                 Some(pooled) => *buf = pooled,
                 None => return self.read_first(cx),
             }
@@ -655,7 +659,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         if polled.is_pending() && buf.is_empty() {
             // Idle between frames: the buffer goes back to this thread's
             // pool, so a waiting connection holds none.
-            pool::give(std::mem::take(buf));
+            let buf = std::mem::take(buf);
+            if whole {
+                pool::give_whole(buf);
+            } else {
+                pool::give(buf);
+            }
         }
         let n = ready!(polled).map_err(Error::io)?;
         self.obs.read(n);
@@ -1315,5 +1324,109 @@ mod shared_send_tests {
             WebSocket::from_raw_with_role(theirs, Role::Client(keys), &Config::default(), None);
         let msg = peer.next().await.unwrap().unwrap();
         assert_eq!(msg, Message::binary(vec![1u8; 1500]));
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use std::collections::VecDeque;
+    use std::task::Waker;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// A transport that hands out queued chunks, one read at most each, and
+    /// records what every read asked for and got.
+    #[derive(Default)]
+    struct Chunks {
+        queued: VecDeque<Vec<u8>>,
+        /// (room offered, bytes given) per read that found data.
+        reads: Vec<(usize, usize)>,
+        waker: Option<Waker>,
+    }
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let Some(chunk) = self.queued.front_mut() else {
+                self.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            };
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..n]);
+            chunk.drain(..n);
+            if chunk.is_empty() {
+                self.queued.pop_front();
+            }
+            let room = buf.capacity();
+            self.reads.push((room, n));
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Chunks {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn masked(payload: &[u8]) -> Vec<u8> {
+        let key = [9, 8, 7, 6];
+        let mut frame = vec![0x82, 0x80 | 127];
+        frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        frame
+    }
+
+    /// One large message after another, each arriving while the connection
+    /// waits with nothing buffered (an echo, a request and its answer):
+    /// each is read with one read into a buffer with room to spare, not a
+    /// small first read and then the rest (two system calls), and not a
+    /// read that fills the buffer exactly (which leaves the socket marked
+    /// readable, so the next read finds nothing). Between messages the
+    /// connection holds no buffer.
+    #[tokio::test]
+    async fn large_messages_in_a_row_are_read_in_one_read_each() {
+        const LEN: usize = 64 << 10;
+        let mut ws = WebSocket::from_raw(Chunks::default(), &Config::default(), None);
+        for round in 0..4u8 {
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(ws.poll_next_unpin(&mut cx).is_pending());
+            assert_eq!(
+                ws.inner.conn.read_capacity(),
+                0,
+                "a waiting connection holds a buffer"
+            );
+            let frame = masked(&vec![round; LEN]);
+            let frame_len = frame.len();
+            ws.inner.io.queued.push_back(frame);
+            ws.inner.io.reads.clear();
+            let msg = ws.next().await.unwrap().unwrap();
+            assert_eq!(msg.len(), LEN);
+            assert!(msg.as_payload().iter().all(|&b| b == round));
+            let reads = &ws.inner.io.reads;
+            if round > 0 {
+                assert_eq!(reads.len(), 1, "round {round}: reads {reads:?}");
+                assert!(
+                    reads[0].0 > frame_len,
+                    "round {round}: a read filled the buffer: {reads:?}"
+                );
+            }
+        }
     }
 }
