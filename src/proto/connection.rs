@@ -111,18 +111,48 @@ struct PartialFrame {
 struct PartialMessage {
     text: bool,
     compressed: bool,
-    /// Reassembled (and inflated) payload of the frames received so far.
-    buf: BytesMut,
-    /// The payload of the first frame, kept without copying until a second
-    /// frame arrives.
-    first: Option<Bytes>,
+    body: Body,
     fragments: usize,
     utf8: Utf8Validator,
 }
 
+/// The payload of a message's frames received so far.
+#[derive(Debug, Default)]
+enum Body {
+    #[default]
+    Empty,
+    /// The payload of the first frame, kept without copying until a second
+    /// frame arrives (most messages have one frame: they are never copied).
+    First(Bytes),
+    /// The payload reassembled from several frames, or inflated.
+    Joined(BytesMut),
+}
+
 impl PartialMessage {
     fn len(&self) -> usize {
-        self.buf.len() + self.first.as_ref().map_or(0, Bytes::len)
+        match &self.body {
+            Body::Empty => 0,
+            Body::First(first) => first.len(),
+            Body::Joined(buf) => buf.len(),
+        }
+    }
+}
+
+impl Body {
+    /// The buffer the payload is reassembled (or inflated) into, holding
+    /// what arrived so far.
+    fn joined(&mut self, additional: usize) -> &mut BytesMut {
+        if let Body::First(first) = self {
+            let mut buf = BytesMut::with_capacity(first.len() + additional);
+            buf.extend_from_slice(first);
+            *self = Body::Joined(buf);
+        } else if let Body::Empty = self {
+            *self = Body::Joined(BytesMut::new());
+        }
+        match self {
+            Body::Joined(buf) => buf,
+            _ => unreachable!("joined just above"),
+        }
     }
 }
 
@@ -175,7 +205,9 @@ pub struct Connection {
     out_frame_size: usize,
     max_pending_events: usize,
     traffic: Traffic,
-    closes: CloseRecord,
+    /// Made when the first close frame goes either way: an open connection
+    /// does not carry two empty close frames.
+    closes: Option<Box<CloseRecord>>,
 }
 
 impl Connection {
@@ -198,7 +230,7 @@ impl Connection {
             out_frame_size: config.out_frame_size,
             max_pending_events: config.max_pending_events,
             traffic: Traffic::default(),
-            closes: CloseRecord::default(),
+            closes: None,
         }
     }
 
@@ -209,15 +241,21 @@ impl Connection {
 
     /// The close frames sent and received so far.
     pub fn close_record(&self) -> &CloseRecord {
-        &self.closes
+        self.closes.as_deref().unwrap_or(&CloseRecord::NONE)
+    }
+
+    fn closes_mut(&mut self) -> &mut CloseRecord {
+        self.closes.get_or_insert_default()
     }
 
     /// Bytes the engine holds on the input side: the read buffer (its whole
     /// allocation), the message being reassembled (or inflated), and the
     /// messages parsed ahead of the application.
     pub fn buffered_bytes(&self) -> usize {
-        let message = self.message.as_ref().map_or(0, |m| {
-            m.buf.capacity() + m.first.as_ref().map_or(0, Bytes::len)
+        let message = self.message.as_ref().map_or(0, |m| match &m.body {
+            Body::Empty => 0,
+            Body::First(first) => first.len(),
+            Body::Joined(buf) => buf.capacity(),
         });
         self.read.capacity() + message + self.pending_bytes
     }
@@ -417,7 +455,7 @@ impl Connection {
             Message::Close(frame) => {
                 let payload = close_payload(frame.as_ref())?;
                 out.push_frame(true, 0, OpCode::Close, &payload, self.mask());
-                self.closes.on_sent(frame.as_ref());
+                self.closes_mut().on_sent(frame.as_ref());
                 self.state = State::CloseSent;
                 Ok(())
             }
@@ -524,7 +562,7 @@ impl Connection {
                 let frame = CloseFrame::new(code, Utf8Bytes::from_static(err.close_reason()));
                 if let Ok(payload) = close_payload(Some(&frame)) {
                     out.push_frame(true, 0, OpCode::Close, &payload, self.mask());
-                    self.closes.on_sent(Some(&frame));
+                    self.closes_mut().on_sent(Some(&frame));
                 }
             }
         }
@@ -653,8 +691,7 @@ impl Connection {
                 self.message = Some(PartialMessage {
                     text: h.opcode == OpCode::Text,
                     compressed,
-                    buf: BytesMut::new(),
-                    first: None,
+                    body: Body::Empty,
                     fragments: 1,
                     utf8: Utf8Validator::new(),
                 });
@@ -679,28 +716,26 @@ impl Connection {
                 .extension
                 .as_mut()
                 .expect("RSV bits were checked against the extension");
-            let before = msg.buf.len();
             self.traffic.compressed_bytes_received += payload.len() as u64;
-            ext.decode(&payload, fin, &mut msg.buf, max)?;
-            if msg.text && msg.utf8.feed(&msg.buf[before..]).is_err() {
+            let buf = msg.body.joined(0);
+            let before = buf.len();
+            ext.decode(&payload, fin, buf, max)?;
+            if msg.text && msg.utf8.feed(&buf[before..]).is_err() {
                 return Err(Error::payload(PayloadError::InvalidUtf8));
             }
-        } else if msg.first.is_none() && msg.buf.is_empty() {
-            msg.first = Some(payload);
+        } else if let Body::Empty = msg.body {
+            msg.body = Body::First(payload);
         } else {
-            if let Some(first) = msg.first.take() {
-                msg.buf.reserve(first.len() + payload.len());
-                msg.buf.extend_from_slice(&first);
-            }
-            msg.buf.extend_from_slice(&payload);
+            msg.body.joined(payload.len()).extend_from_slice(&payload);
         }
         if !fin {
             return Ok(None);
         }
         let mut msg = self.message.take().expect("message in progress");
-        let data = match msg.first.take() {
-            Some(first) if msg.buf.is_empty() => first,
-            _ => msg.buf.freeze(),
+        let data = match std::mem::take(&mut msg.body) {
+            Body::Empty => Bytes::new(),
+            Body::First(first) => first,
+            Body::Joined(buf) => buf.freeze(),
         };
         self.traffic.messages_received += 1;
         self.traffic.bytes_received += data.len() as u64;
@@ -738,13 +773,13 @@ impl Connection {
             OpCode::Close => {
                 let frame = parse_close_payload(payload)?;
                 self.close_received = true;
-                self.closes.on_received(frame.as_ref());
+                self.closes_mut().on_received(frame.as_ref());
                 if self.state == State::Open {
                     // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
                     let echo = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
                     let reply = close_payload(echo.as_ref())?;
                     out.push_frame(true, 0, OpCode::Close, &reply, self.mask());
-                    self.closes.on_sent(echo.as_ref());
+                    self.closes_mut().on_sent(echo.as_ref());
                 }
                 self.state = State::Closed;
                 self.read = BytesMut::new();

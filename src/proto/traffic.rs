@@ -73,6 +73,13 @@ pub struct CloseRecord {
 }
 
 impl CloseRecord {
+    /// No close frame either way: what an open connection reports.
+    pub(super) const NONE: CloseRecord = CloseRecord {
+        sent: None,
+        received: None,
+        peer_first: false,
+    };
+
     pub(super) fn on_sent(&mut self, frame: Option<&CloseFrame>) {
         if self.sent.is_none() {
             self.sent = Some(frame.cloned().unwrap_or_else(no_status));

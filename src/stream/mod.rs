@@ -102,7 +102,8 @@ pub(crate) struct Inner<IO> {
     keepalive: Keepalive,
     /// Why this side ended the connection (keepalive, idle timeout,
     /// overload), and whether the reader was told.
-    fault: Option<Kind>,
+    /// (Boxed: rare, and a `Kind` is four times a pointer.)
+    fault: Option<Box<Kind>>,
     fault_reported: bool,
     /// A write from outside the task went into the transport, but its
     /// flush did not finish (a TLS stream holds what the socket refused):
@@ -480,7 +481,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     tracing::debug!("no message within the idle timeout: closing with 1001");
                     let frame = CloseFrame::new(CloseCode::AWAY, "idle timeout");
                     let _ = self.conn.send(Message::Close(Some(frame)), &mut self.out);
-                    self.fault = Some(Kind::IdleTimeout);
+                    self.fault = Some(Box::new(Kind::IdleTimeout));
                     return;
                 }
             }
@@ -491,7 +492,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// buffered input dropped; the reader reports `kind` next.
     fn fail(&mut self, kind: Kind) {
         self.conn.fail_with(&Error::new(kind), &mut self.out);
-        self.fault = Some(kind);
+        self.fault = Some(Box::new(kind));
     }
 
     /// Bookkeeping at the end of every poll: a connection that is about to
@@ -729,7 +730,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         self.delivered = 0;
         self.check_evicted();
         self.poll_timers(cx);
-        if let (Some(kind), false) = (self.fault, self.fault_reported) {
+        if let (Some(&kind), false) = (self.fault.as_deref(), self.fault_reported) {
             self.fault_reported = true;
             // Get the close frame on its way even if the application drops
             // the connection on this error.
@@ -815,7 +816,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     fn ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.check_evicted();
-        if let Some(kind) = self.fault {
+        if let Some(&kind) = self.fault.as_deref() {
             return Poll::Ready(Err(Error::new(kind)));
         }
         if self.conn.close_sent() || self.done {
@@ -900,7 +901,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             return Poll::Ready(Ok(()));
         }
         self.check_evicted();
-        if let Some(kind) = self.fault.filter(|k| *k != Kind::IdleTimeout) {
+        if let Some(&kind) = self.fault.as_deref().filter(|k| **k != Kind::IdleTimeout) {
             // Failed: what is left unsent goes out only while the reader
             // shuts the connection down (bounded by the close timeout).
             return Poll::Ready(Err(Error::new(kind)));
@@ -1428,5 +1429,26 @@ mod read_tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Most of what an idle connection holds is its task, and most of the
+    /// task is the WebSocket; tokio allocates tasks in steps of 128 bytes
+    /// (`tests/idle_memory.rs` measures the whole). What an open connection
+    /// rarely needs is boxed or folded: the close frames (made at the first
+    /// close), a fault, the payload of a message's first frame and the
+    /// buffer of a reassembled one (one or the other).
+    #[test]
+    fn an_upgraded_websocket_stays_small() {
+        type Upgraded = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
+        let size = std::mem::size_of::<super::WebSocket<Upgraded>>();
+        // 832 B, and 16 more for the open time kept with `tracing`.
+        let most = if cfg!(feature = "tracing") { 848 } else { 832 };
+        assert!(
+            size <= most,
+            "a WebSocket is {size} B (it was 976 B before the close record, the fault and the message body were folded)"
+        );
     }
 }
