@@ -15,7 +15,8 @@ use crate::error::{CapacityError, Error, PayloadError, ProtocolError};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
-/// Payloads from this size on leave the read buffer with their allocation.
+/// Payloads from this size on leave the read buffer with their allocation;
+/// below an eighth of a read buffer larger than this, they are copied out.
 const DETACH_MIN: usize = 64 << 10;
 
 /// Which end of the connection this engine plays.
@@ -610,7 +611,16 @@ impl Connection {
             }
             let header = frame.header;
             self.frame = None;
-            let payload = self.read.split_to(len).freeze();
+            let payload = if len < self.read.capacity() / 8 && self.read.capacity() > DETACH_MIN {
+                // A small payload in a large buffer (read for a large
+                // message): copied out, so a message the application keeps
+                // does not keep the buffer.
+                let payload = Bytes::copy_from_slice(&self.read[..len]);
+                self.read.advance(len);
+                payload
+            } else {
+                self.read.split_to(len).freeze()
+            };
             if len >= DETACH_MIN && self.read.len() < DETACH_MIN {
                 // The payload and the read buffer share one allocation: give
                 // the few bytes after it a buffer of their own, so a large

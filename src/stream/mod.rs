@@ -641,14 +641,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         };
         let want = self.read_buffer_size.max(self.read_hint).max(frame);
         let buf = self.conn.read_buf();
-        // Whether `buf` is one whole allocation, taken or made for this read.
+        // Whether `buf` was taken for this read (and is given back whole if
+        // nothing arrives).
         let whole = buf.capacity() == 0;
         if whole {
-            // A large read (the last message was large) gets a buffer of its
-            // size at once, so the message arrives in one read.
-            match pool::take(want).or_else(|| pool::allocate_large(want)) {
-                Some(pooled) => *buf = pooled,
-                None => return self.read_first(cx),
+            if remaining == 0 && want > pool::POOLED_MAX_CAPACITY {
+                // Between frames, after a large message: a buffer for one as
+                // large, so it arrives in one read. (The rest of a frame in
+                // progress has the budget's terms: `read_first` then a
+                // buffer of exactly the size it admits.)
+                *buf = pool::large(want);
+            } else {
+                match pool::take(want) {
+                    Some(pooled) => *buf = pooled,
+                    None => return self.read_first(cx),
+                }
             }
         }
         let buf = self.conn.read_buf();

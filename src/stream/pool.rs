@@ -26,7 +26,7 @@ const POOLED_PER_THREAD: usize = 64;
 
 /// Buffers larger than this (grown for one large message) are freed rather
 /// than pooled, so a past large message costs no memory once idle.
-const POOLED_MAX_CAPACITY: usize = 64 << 10;
+pub(super) const POOLED_MAX_CAPACITY: usize = 64 << 10;
 
 /// The most memory this thread's pool keeps in whole buffers larger than
 /// [`POOLED_MAX_CAPACITY`]: four buffers of the largest read (256 KiB), or
@@ -38,12 +38,9 @@ thread_local! {
     static LARGE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A pooled buffer with room for at least `want` bytes, if this thread has
-/// one.
+/// A pooled buffer with room for at least `want` bytes (at most
+/// [`POOLED_MAX_CAPACITY`]), if this thread has one.
 pub(super) fn take(want: usize) -> Option<BytesMut> {
-    if want > POOLED_MAX_CAPACITY {
-        return take_large(want);
-    }
     POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         let last = pool.last_mut()?;
@@ -61,33 +58,34 @@ pub(super) fn take(want: usize) -> Option<BytesMut> {
     .flatten()
 }
 
-/// A whole large buffer with room for `want` bytes, if this thread has one
-/// (a smaller one found instead is freed: the connections of this thread
-/// now receive larger messages).
-fn take_large(want: usize) -> Option<BytesMut> {
-    LARGE
-        .try_with(|large| {
-            let buf = large.borrow_mut().pop()?;
-            (buf.capacity() >= want).then_some(buf)
-        })
-        .ok()
-        .flatten()
-}
-
-/// A new buffer for a read of `want` bytes, when [`take`] had none: for a
-/// large read, one allocation of that size and an eighth more, to read into
-/// directly and to [`give_whole`] back if nothing arrives.
+/// A whole buffer for a large read of `want` bytes (more than
+/// [`POOLED_MAX_CAPACITY`]) with an eighth more room: a pooled one of about
+/// that size, or a new one. To [`give_whole`] back if nothing arrives.
 ///
 /// The eighth is for the readiness of the socket: a read that fills the
 /// buffer leaves it marked readable, and the next read finds nothing (one
 /// more system call per message when messages are the size of the last).
-pub(super) fn allocate_large(want: usize) -> Option<BytesMut> {
-    (want > POOLED_MAX_CAPACITY).then(|| BytesMut::with_capacity(want + want / 8))
+/// A pooled buffer much larger than that is freed rather than lent: what is
+/// read into it keeps the whole allocation alive.
+pub(super) fn large(want: usize) -> BytesMut {
+    debug_assert!(want > POOLED_MAX_CAPACITY);
+    let size = want + want / 8;
+    let pooled = LARGE
+        .try_with(|large| {
+            let buf = large.borrow_mut().pop()?;
+            (size..=size + size / 4)
+                .contains(&buf.capacity())
+                .then_some(buf)
+        })
+        .ok()
+        .flatten();
+    pooled.unwrap_or_else(|| BytesMut::with_capacity(size))
 }
 
-/// Gives back a buffer that is one whole allocation, empty, as [`take`] or
-/// [`allocate_large`] returned it: a large one joins the large buffers while
-/// they hold less than [`LARGE_POOLED_BYTES`], a small one the others.
+/// Gives back an empty buffer that [`take`] or [`large`] returned, with
+/// nothing read into it: a large one (one whole allocation, as [`large`]
+/// made it) joins the large buffers while they hold less than
+/// [`LARGE_POOLED_BYTES`]; a small one (maybe a view) the others.
 pub(super) fn give_whole(buf: BytesMut) {
     debug_assert!(buf.is_empty(), "only empty read buffers are pooled");
     if buf.capacity() <= POOLED_MAX_CAPACITY {
@@ -161,19 +159,18 @@ mod tests {
 
     #[test]
     fn whole_large_buffers_are_kept_up_to_a_byte_cap() {
-        while take_large(1).is_some() {}
+        let drain = || LARGE.with(|l| l.borrow_mut().clear());
+        drain();
         const SIZE: usize = 100 << 10;
-        let made = allocate_large(SIZE).expect("a large read gets a buffer");
+        let made = large(SIZE);
         assert!(made.capacity() > SIZE, "room to spare beyond the read");
-        assert!(
-            allocate_large(8 << 10).is_none(),
-            "small reads use the stack first"
-        );
         let capacity = made.capacity();
+        let at = made.as_ptr();
         give_whole(made);
-        let again = take(SIZE).expect("the pooled large buffer");
-        assert_eq!(again.capacity(), capacity);
-        assert!(take(SIZE).is_none(), "lent once");
+        let again = large(SIZE);
+        assert_eq!(again.as_ptr(), at, "the pooled buffer is lent again");
+        let other = large(SIZE);
+        assert_ne!(other.as_ptr(), at, "lent once");
 
         // Up to the cap, then freed.
         for _ in 0..LARGE_POOLED_BYTES / capacity + 3 {
@@ -185,14 +182,26 @@ mod tests {
             "{held}"
         );
 
-        // One too small for the read asked is freed, not lent.
-        while take_large(1).is_some() {}
-        give_whole(BytesMut::with_capacity(SIZE));
-        assert!(take(2 * SIZE).is_none());
-        assert!(take(SIZE).is_none(), "the small one was freed");
+        // Too small, or much larger than asked (what is read into it would
+        // keep it all): freed, not lent.
+        for pooled in [SIZE, 4 * SIZE] {
+            drain();
+            give_whole(BytesMut::with_capacity(pooled));
+            let lent = large(2 * SIZE);
+            assert!(
+                lent.capacity() < 3 * SIZE,
+                "a {pooled} B buffer lent for {}",
+                2 * SIZE
+            );
+            assert!(
+                LARGE.with(|l| l.borrow().is_empty()),
+                "the unfit one was freed"
+            );
+        }
 
-        // A view (it may pin a larger allocation) is never kept as large.
-        give(BytesMut::with_capacity(SIZE));
-        assert!(take(SIZE).is_none());
+        // A small buffer given back whole joins the small ones.
+        drain();
+        give_whole(BytesMut::with_capacity(8 << 10));
+        assert!(LARGE.with(|l| l.borrow().is_empty()));
     }
 }

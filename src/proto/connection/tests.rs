@@ -1039,6 +1039,44 @@ mod limits {
         );
     }
 
+    /// A message keeps alive only memory of about its size: a small one
+    /// read into a buffer sized for large messages is copied out of it, and
+    /// a large one takes its allocation along (the few bytes after it move).
+    #[test]
+    fn a_message_does_not_keep_a_much_larger_read_buffer_alive() {
+        let within = |msg: &Message, base: *const u8, cap: usize| {
+            let at = msg.as_payload().as_ptr() as usize;
+            (base as usize..base as usize + cap).contains(&at)
+        };
+        let mut conn = server();
+        let mut out = WriteBuf::new();
+        conn.read_buf().reserve(300 << 10);
+        let (base, cap) = (conn.read_buf().as_ptr(), conn.read_buf().capacity());
+        let small = masked(FIN | BINARY, &[1u8; 1000]);
+        let large = masked(FIN | BINARY, &[2u8; 100 << 10]);
+        let mut input = small.clone();
+        input.extend_from_slice(&large);
+        input.extend_from_slice(&small);
+        conn.read_buf().extend_from_slice(&input);
+        assert_eq!(conn.read_buf().as_ptr(), base, "no reallocation");
+
+        let first = conn.poll_event(&mut out).unwrap().unwrap();
+        assert_eq!(first.as_payload(), &[1u8; 1000][..]);
+        assert!(
+            !within(&first, base, cap),
+            "a 1000 B message keeps 300 KiB alive"
+        );
+        let second = conn.poll_event(&mut out).unwrap().unwrap();
+        assert_eq!(second.len(), 100 << 10);
+        assert!(within(&second, base, cap), "a large message is not copied");
+        let third = conn.poll_event(&mut out).unwrap().unwrap();
+        assert_eq!(third.as_payload(), &[1u8; 1000][..]);
+        assert!(
+            !within(&third, base, cap),
+            "the bytes after a large message moved"
+        );
+    }
+
     #[test]
     fn does_not_preallocate_a_declared_frame_length() {
         // A header declaring the largest accepted frame (16 MiB) followed by
