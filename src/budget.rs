@@ -397,7 +397,7 @@ pub(crate) struct Account {
     budget: Option<Arc<Budget>>,
     holder: Arc<Holder>,
     /// The registry slot, when the budget has a limit.
-    slot: Option<usize>,
+    slot: Option<u32>,
     /// Waiting for room to read.
     waiting: Option<Pin<Box<OwnedNotified>>>,
     /// Bytes written to the transport as of the last sync.
@@ -409,7 +409,8 @@ pub(crate) struct Account {
 impl Account {
     pub(crate) fn attach(&mut self, budget: &Arc<Budget>) {
         if budget.settings.is_some() {
-            self.slot = Some(budget.register(self.holder.clone()));
+            let slot = budget.register(self.holder.clone());
+            self.slot = Some(u32::try_from(slot).expect("fewer than 2^32 connections"));
         }
         self.budget = Some(budget.clone());
     }
@@ -555,7 +556,7 @@ impl Drop for Account {
     fn drop(&mut self) {
         self.sync(0, 0, self.written);
         if let (Some(budget), Some(slot)) = (&self.budget, self.slot) {
-            budget.deregister(slot);
+            budget.deregister(slot as usize);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Connection configuration: every limit, with secure defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "deflate")]
@@ -22,6 +23,19 @@ use crate::extensions::deflate::DeflateConfig;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Shared by every connection made with this configuration (one
+    /// allocation, not a copy in each connection).
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<DeflateConfig>,
+}
+
+/// What a connection reads of its [`Config`] for as long as it lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
     pub(crate) max_message_size: usize,
     pub(crate) max_frame_size: usize,
     pub(crate) max_fragments: usize,
@@ -30,24 +44,21 @@ pub struct Config {
     pub(crate) read_buffer_size: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) max_pending_events: usize,
-    pub(crate) ping_interval: Option<Duration>,
-    pub(crate) pong_timeout: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    #[cfg(feature = "deflate")]
-    pub(crate) deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_message_size: 64 << 20,
-            max_frame_size: 16 << 20,
-            max_fragments: 1 << 17,
-            out_frame_size: 16 << 20,
-            write_buffer_high_water: 128 << 10,
-            read_buffer_size: 8 << 10,
-            close_timeout: Duration::from_secs(1),
-            max_pending_events: 64,
+            limits: Arc::new(Limits {
+                max_message_size: 64 << 20,
+                max_frame_size: 16 << 20,
+                max_fragments: 1 << 17,
+                out_frame_size: 16 << 20,
+                write_buffer_high_water: 128 << 10,
+                read_buffer_size: 8 << 10,
+                close_timeout: Duration::from_secs(1),
+                max_pending_events: 64,
+            }),
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             idle_timeout: None,
@@ -64,7 +75,7 @@ impl Config {
     ///
     /// Default is 64 MiB.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        self.limits_mut().max_message_size = bytes;
         self
     }
 
@@ -73,7 +84,7 @@ impl Config {
     ///
     /// Default is 16 MiB.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes;
+        self.limits_mut().max_frame_size = bytes;
         self
     }
 
@@ -82,7 +93,7 @@ impl Config {
     ///
     /// Default is 131,072 (a 4 MiB message in 64-byte fragments fits).
     pub fn max_fragments(mut self, count: usize) -> Self {
-        self.max_fragments = count.max(1);
+        self.limits_mut().max_fragments = count.max(1);
         self
     }
 
@@ -91,7 +102,7 @@ impl Config {
     ///
     /// Default is 16 MiB.
     pub fn out_frame_size(mut self, bytes: usize) -> Self {
-        self.out_frame_size = bytes.max(1);
+        self.limits_mut().out_frame_size = bytes.max(1);
         self
     }
 
@@ -100,7 +111,7 @@ impl Config {
     ///
     /// Default is 128 KiB.
     pub fn write_buffer_high_water(mut self, bytes: usize) -> Self {
-        self.write_buffer_high_water = bytes;
+        self.limits_mut().write_buffer_high_water = bytes;
         self
     }
 
@@ -108,7 +119,7 @@ impl Config {
     ///
     /// Default is 8 KiB.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
-        self.read_buffer_size = bytes.max(64);
+        self.limits_mut().read_buffer_size = bytes.max(64);
         self
     }
 
@@ -117,7 +128,7 @@ impl Config {
     ///
     /// Default is 1 second, like python-WS's `close`.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.limits_mut().close_timeout = timeout;
         self
     }
 
@@ -127,7 +138,7 @@ impl Config {
     ///
     /// Default is 64.
     pub fn max_pending_events(mut self, count: usize) -> Self {
-        self.max_pending_events = count.max(1);
+        self.limits_mut().max_pending_events = count.max(1);
         self
     }
 
@@ -182,19 +193,23 @@ impl Config {
         self
     }
 
+    fn limits_mut(&mut self) -> &mut Limits {
+        Arc::make_mut(&mut self.limits)
+    }
+
     /// The configured maximum message size.
     pub fn get_max_message_size(&self) -> usize {
-        self.max_message_size
+        self.limits.max_message_size
     }
 
     /// The configured maximum frame size.
     pub fn get_max_frame_size(&self) -> usize {
-        self.max_frame_size
+        self.limits.max_frame_size
     }
 
     /// The configured close timeout.
     pub fn get_close_timeout(&self) -> Duration {
-        self.close_timeout
+        self.limits.close_timeout
     }
 
     /// The configured keepalive ping interval.

@@ -120,7 +120,6 @@ impl Shutdown {
         self.shared.open.send_modify(|n| *n += 1);
         Watch {
             signal: self.signal(),
-            _open: OpenGuard(self.shared.clone()),
         }
     }
 
@@ -150,7 +149,12 @@ impl fmt::Debug for Shutdown {
 #[derive(Debug)]
 pub(crate) struct Watch {
     pub(crate) signal: Signal,
-    _open: OpenGuard,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.signal.shutdown.shared.open.send_modify(|n| *n -= 1);
+    }
 }
 
 /// Fires once when the shutdown is triggered.
@@ -161,7 +165,7 @@ pub(crate) struct Watch {
 pub(crate) struct Signal {
     shutdown: Shutdown,
     /// This signal's slot in the waiters, once it registered a waker.
-    slot: Option<usize>,
+    slot: Option<u32>,
     /// The waker registered there.
     waker: Option<Waker>,
     fired: bool,
@@ -194,7 +198,7 @@ impl Signal {
         }
         let waker = cx.waker().clone();
         match self.slot {
-            Some(slot) => waiters.slots[slot] = Some(waker.clone()),
+            Some(slot) => waiters.slots[slot as usize] = Some(waker.clone()),
             None => {
                 let slot = match waiters.free.pop() {
                     Some(slot) => {
@@ -206,7 +210,7 @@ impl Signal {
                         waiters.slots.len() - 1
                     }
                 };
-                self.slot = Some(slot);
+                self.slot = Some(u32::try_from(slot).expect("fewer than 2^32 waiters"));
             }
         }
         drop(waiters);
@@ -225,8 +229,8 @@ impl Signal {
     fn release(&mut self) {
         if let Some(slot) = self.slot.take() {
             let mut waiters = self.shutdown.shared.waiters();
-            waiters.slots[slot] = None;
-            waiters.free.push(slot);
+            waiters.slots[slot as usize] = None;
+            waiters.free.push(slot as usize);
         }
     }
 
@@ -247,20 +251,6 @@ impl fmt::Debug for Signal {
         f.debug_struct("Signal")
             .field("fired", &self.fired)
             .finish()
-    }
-}
-
-struct OpenGuard(Arc<Shared>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open.send_modify(|n| *n -= 1);
-    }
-}
-
-impl fmt::Debug for OpenGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OpenGuard")
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -10,7 +11,7 @@ use super::mask::apply_mask;
 use super::traffic::{CloseRecord, Traffic};
 use super::utf8::Utf8Validator;
 use super::write_buf::WriteBuf;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::error::{CapacityError, Error, PayloadError, ProtocolError};
 use crate::extensions::Extension;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
@@ -200,11 +201,8 @@ pub struct Connection {
     /// Payload bytes of the messages in `pending`.
     pending_bytes: usize,
     extension: Option<Box<dyn Extension>>,
-    max_message_size: usize,
-    max_frame_size: usize,
-    max_fragments: usize,
-    out_frame_size: usize,
-    max_pending_events: usize,
+    /// The configuration's limits, shared with its other connections.
+    limits: Arc<Limits>,
     traffic: Traffic,
     /// Made when the first close frame goes either way: an open connection
     /// does not carry two empty close frames.
@@ -225,14 +223,15 @@ impl Connection {
             error_pending: false,
             pending_bytes: 0,
             extension,
-            max_message_size: config.max_message_size,
-            max_frame_size: config.max_frame_size,
-            max_fragments: config.max_fragments,
-            out_frame_size: config.out_frame_size,
-            max_pending_events: config.max_pending_events,
+            limits: config.limits.clone(),
             traffic: Traffic::default(),
             closes: None,
         }
+    }
+
+    /// The limits this connection was configured with.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The messages and bytes this connection carried so far.
@@ -309,8 +308,8 @@ impl Connection {
         // `max_message_size`).
         self.state != State::Closed
             && !self.error_pending
-            && self.pending.len() < self.max_pending_events
-            && self.pending_bytes < self.max_message_size
+            && self.pending.len() < self.limits.max_pending_events
+            && self.pending_bytes < self.limits.max_message_size
     }
 
     /// How many more bytes the frame being received needs (0 between
@@ -522,7 +521,7 @@ impl Connection {
     pub(crate) fn shares_frame_of(&self, payload_len: usize) -> bool {
         self.state == State::Open
             && self.accepts_shared_frames()
-            && payload_len <= self.out_frame_size
+            && payload_len <= self.limits.out_frame_size
     }
 
     /// Whether a frame encoded without compression can be shared with this
@@ -551,7 +550,14 @@ impl Connection {
             },
             None => (payload, 0),
         };
-        write_fragmented(opcode, rsv, payload, self.out_frame_size, self.role, out);
+        write_fragmented(
+            opcode,
+            rsv,
+            payload,
+            self.limits.out_frame_size,
+            self.role,
+            out,
+        );
         Ok(())
     }
 
@@ -664,10 +670,10 @@ impl Connection {
         if h.rsv != 0 && (h.opcode.is_control() || h.opcode == OpCode::Continuation) {
             return Err(Error::protocol(ProtocolError::ExtensionRsvOnContinuation));
         }
-        if h.payload_len > self.max_frame_size as u64 {
+        if h.payload_len > self.limits.max_frame_size as u64 {
             return Err(Error::capacity(CapacityError::FrameTooLarge {
                 size: h.payload_len,
-                max: self.max_frame_size,
+                max: self.limits.max_frame_size,
             }));
         }
         match h.opcode {
@@ -677,13 +683,13 @@ impl Connection {
                     return Err(Error::protocol(ProtocolError::UnexpectedContinuation));
                 };
                 msg.fragments += 1;
-                if msg.fragments > self.max_fragments {
+                if msg.fragments > self.limits.max_fragments {
                     return Err(Error::capacity(CapacityError::TooManyFragments {
-                        max: self.max_fragments,
+                        max: self.limits.max_fragments,
                     }));
                 }
                 if !msg.compressed
-                    && msg.len() as u64 + h.payload_len > self.max_message_size as u64
+                    && msg.len() as u64 + h.payload_len > self.limits.max_message_size as u64
                 {
                     return Err(self.too_big());
                 }
@@ -695,7 +701,7 @@ impl Connection {
                     return Err(Error::protocol(ProtocolError::ExpectedContinuation));
                 }
                 let compressed = h.rsv != 0;
-                if !compressed && h.payload_len > self.max_message_size as u64 {
+                if !compressed && h.payload_len > self.limits.max_message_size as u64 {
                     return Err(self.too_big());
                 }
                 self.message = Some(PartialMessage {
@@ -713,13 +719,13 @@ impl Connection {
 
     fn too_big(&self) -> Error {
         Error::capacity(CapacityError::MessageTooLarge {
-            max: self.max_message_size,
+            max: self.limits.max_message_size,
         })
     }
 
     /// A data frame's payload is complete.
     fn on_data(&mut self, fin: bool, payload: Bytes) -> Result<Option<Message>, Error> {
-        let max = self.max_message_size;
+        let max = self.limits.max_message_size;
         let msg = self.message.as_mut().expect("checked in check_header");
         if msg.compressed {
             let ext = self

@@ -46,8 +46,9 @@ pub(crate) struct Keepalive {
     pong_timeout: Duration,
     idle_timeout: Option<Duration>,
     ping_timer: Option<Pin<Box<Sleep>>>,
-    /// When the unanswered ping went out, and the bytes received by then.
-    awaiting: Option<(Instant, u64)>,
+    /// The bytes received when the unanswered ping went out (it went out
+    /// a pong timeout before the ping timer's deadline).
+    awaiting: Option<u64>,
     idle_timer: Option<Pin<Box<Sleep>>>,
     /// Messages received when the idle timer was last armed.
     messages_at_arm: u64,
@@ -81,6 +82,11 @@ impl Keepalive {
         }
         if let Some(timeout) = pong_timeout {
             self.pong_timeout = timeout;
+            if self.awaiting.is_some() {
+                // The ping out was timed with the old timeout: start over.
+                self.ping_timer = None;
+                self.awaiting = None;
+            }
         }
         if idle_timeout.is_some() {
             self.idle_timeout = idle_timeout;
@@ -105,13 +111,15 @@ impl Keepalive {
             let fired = timer.deadline();
             match self.awaiting {
                 None => {
-                    self.awaiting = Some((fired, now.bytes));
+                    self.awaiting = Some(now.bytes);
                     timer.as_mut().reset(fired + self.pong_timeout);
                     return Some(Due::Ping);
                 }
-                Some((sent, bytes)) if now.bytes != bytes || now.paused => {
-                    // Answered (or the answer may wait behind paused reads).
+                Some(bytes) if now.bytes != bytes || now.paused => {
+                    // Answered (or the answer may wait behind paused reads):
+                    // the next ping an interval after this one went out.
                     self.awaiting = None;
+                    let sent = fired.checked_sub(self.pong_timeout).unwrap_or(fired);
                     timer.as_mut().reset((sent + interval).max(Instant::now()));
                 }
                 Some(_) => {

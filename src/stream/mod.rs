@@ -80,13 +80,10 @@ pub(crate) struct Inner<IO> {
     io: IO,
     conn: Connection,
     out: WriteBuf,
-    read_buffer_size: usize,
     /// The size of the last message received, to size the next read.
     read_hint: usize,
-    high_water: usize,
-    close_timeout: Duration,
-    /// Closing: the deadline for the peer's close frame, then for its EOF.
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// What only a closing or failed connection needs, made on first use.
+    closing: Option<Box<Closing>>,
     /// Our side of TCP is shut down.
     shutdown: bool,
     /// The transport is one stream of a multiplexed connection (HTTP/2):
@@ -96,14 +93,9 @@ pub(crate) struct Inner<IO> {
     done: bool,
     /// The server's graceful-shutdown signal, if one is watched.
     watch: Option<Watch>,
-    /// Going away on that signal: the deadline for the peer's close reply.
-    going_away: Option<Pin<Box<Sleep>>>,
     obs: Observer,
     keepalive: Keepalive,
-    /// Why this side ended the connection (keepalive, idle timeout,
-    /// overload), and whether the reader was told.
-    /// (Boxed: rare, and a `Kind` is four times a pointer.)
-    fault: Option<Box<Kind>>,
+    /// The reader was told of the fault (see [`Closing::fault`]).
     fault_reported: bool,
     /// A write from outside the task went into the transport, but its
     /// flush did not finish (a TLS stream holds what the socket refused):
@@ -121,6 +113,20 @@ impl<IO> Drop for Inner<IO> {
     fn drop(&mut self) {
         self.obs.finish(&self.conn);
     }
+}
+
+/// What only a closing or failed connection needs: an open one holds none
+/// of it (one pointer, not three).
+#[derive(Debug, Default)]
+struct Closing {
+    /// Closing: the deadline for the peer's close frame, then for its EOF.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Going away on the shutdown signal: the deadline for the peer's close
+    /// reply.
+    going_away: Option<Pin<Box<Sleep>>>,
+    /// Why this side ended the connection (keepalive, idle timeout,
+    /// overload).
+    fault: Option<Kind>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
@@ -387,25 +393,32 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<IO> {
     }
 }
 
+impl<IO> Inner<IO> {
+    /// Why this side ended the connection, if it did.
+    #[inline]
+    fn fault(&self) -> Option<Kind> {
+        self.closing.as_ref().and_then(|c| c.fault)
+    }
+
+    fn closing(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_default()
+    }
+}
+
 impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn new(io: IO, role: Role, config: &Config, extension: Option<Box<dyn Extension>>) -> Self {
         Inner {
             io,
             conn: Connection::new(role, config, extension),
             out: WriteBuf::new(),
-            read_buffer_size: config.read_buffer_size,
             read_hint: 0,
-            high_water: config.write_buffer_high_water,
-            close_timeout: config.close_timeout,
-            deadline: None,
+            closing: None,
             shutdown: false,
             multiplexed: false,
             done: false,
             watch: None,
-            going_away: None,
             obs: Observer::default(),
             keepalive: Keepalive::new(config),
-            fault: None,
             fault_reported: false,
             flush_owed: false,
             account: Account::default(),
@@ -419,7 +432,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// with the budget's close code.
     #[inline]
     fn check_evicted(&mut self) {
-        if self.fault.is_none() && self.account.is_evicted() {
+        if self.fault().is_none() && self.account.is_evicted() {
             self.evicted();
         }
     }
@@ -481,7 +494,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     tracing::debug!("no message within the idle timeout: closing with 1001");
                     let frame = CloseFrame::new(CloseCode::AWAY, "idle timeout");
                     let _ = self.conn.send(Message::Close(Some(frame)), &mut self.out);
-                    self.fault = Some(Box::new(Kind::IdleTimeout));
+                    self.closing().fault = Some(Kind::IdleTimeout);
                     return;
                 }
             }
@@ -492,7 +505,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// buffered input dropped; the reader reports `kind` next.
     fn fail(&mut self, kind: Kind) {
         self.conn.fail_with(&Error::new(kind), &mut self.out);
-        self.fault = Some(Box::new(kind));
+        self.closing().fault = Some(kind);
     }
 
     /// Bookkeeping at the end of every poll: a connection that is about to
@@ -548,7 +561,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             .send(Message::Close(Some(frame)), &mut self.out)
             .is_ok()
         {
-            self.going_away = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+            let timeout = self.conn.limits().close_timeout;
+            self.closing().going_away = Some(Box::pin(tokio::time::sleep(timeout)));
         }
     }
 
@@ -618,7 +632,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         } else {
             0
         };
-        let spare = if waiting || self.conn.read_capacity() > self.read_buffer_size {
+        let spare = if waiting || self.conn.read_capacity() > self.conn.limits().read_buffer_size {
             0
         } else {
             self.conn.read_spare()
@@ -639,7 +653,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         } else {
             remaining.min(MAX_READ_AHEAD)
         };
-        let want = self.read_buffer_size.max(self.read_hint).max(frame);
+        let want = self
+            .conn
+            .limits()
+            .read_buffer_size
+            .max(self.read_hint)
+            .max(frame);
         let buf = self.conn.read_buf();
         // Whether `buf` was taken for this read (and is given back whole if
         // nothing arrives).
@@ -690,8 +709,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             return Poll::Ready(Ok(false));
         }
         self.obs.read(first.filled().len());
+        let size = self.conn.limits().read_buffer_size;
         let buf = self.conn.read_buf();
-        buf.reserve(self.read_buffer_size);
+        buf.reserve(size);
         buf.extend_from_slice(first.filled());
         Poll::Ready(Ok(true))
     }
@@ -714,16 +734,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// shutdown signal went unanswered for the close timeout.
     fn poll_next_bounded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let next = self.next_message(cx);
-        if self.going_away.is_some() && self.conn.close_received() {
+        let Some(closing) = &mut self.closing else {
+            return next;
+        };
+        if closing.going_away.is_some() && self.conn.close_received() {
             // The peer answered the 1001: what is left of the closing
             // handshake (its EOF, or END_STREAM on HTTP/2) has the closing
             // handshake's own deadline, and ending there is no timeout.
-            self.going_away = None;
+            closing.going_away = None;
         }
         if next.is_pending() {
-            if let Some(deadline) = &mut self.going_away {
+            if let Some(deadline) = &mut closing.going_away {
                 if deadline.as_mut().poll(cx).is_ready() {
-                    self.going_away = None;
+                    closing.going_away = None;
                     let timeout = self.terminate(Error::new(Kind::CloseTimeout));
                     return Poll::Ready(Some(Err(timeout)));
                 }
@@ -737,7 +760,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         self.delivered = 0;
         self.check_evicted();
         self.poll_timers(cx);
-        if let (Some(&kind), false) = (self.fault.as_deref(), self.fault_reported) {
+        if let (Some(kind), false) = (self.fault(), self.fault_reported) {
             self.fault_reported = true;
             // Get the close frame on its way even if the application drops
             // the connection on this error.
@@ -789,7 +812,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 // leaves now that the input is exhausted.
                 match self.poll_write_out(cx) {
                     Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(self.terminate(e)))),
-                    Poll::Pending if self.out.len() >= self.high_water => {
+                    Poll::Pending
+                        if self.out.len() >= self.conn.limits().write_buffer_high_water =>
+                    {
                         // The peer does not read: stop reading too, so pongs to
                         // its pings cannot pile up without bound.
                         return Poll::Pending;
@@ -823,13 +848,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     fn ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.check_evicted();
-        if let Some(&kind) = self.fault.as_deref() {
+        if let Some(kind) = self.fault() {
             return Poll::Ready(Err(Error::new(kind)));
         }
         if self.conn.close_sent() || self.done {
             return Poll::Ready(Err(Error::closed()));
         }
-        if self.out.len() >= self.high_water {
+        if self.out.len() >= self.conn.limits().write_buffer_high_water {
             ready!(self.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))
@@ -840,7 +865,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// still send.
     fn may_send_now(&self) -> bool {
         self.out.is_empty()
-            && self.fault.is_none()
+            && self.fault().is_none()
             && !self.done
             && !self.shutdown
             && !self.conn.close_sent()
@@ -908,7 +933,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             return Poll::Ready(Ok(()));
         }
         self.check_evicted();
-        if let Some(&kind) = self.fault.as_deref().filter(|k| **k != Kind::IdleTimeout) {
+        if let Some(kind) = self.fault().filter(|k| *k != Kind::IdleTimeout) {
             // Failed: what is left unsent goes out only while the reader
             // shuts the connection down (bounded by the close timeout).
             return Poll::Ready(Err(Error::new(kind)));
@@ -953,15 +978,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         }
         let mut timed_out = false;
         while !self.conn.is_closed() && !self.done {
-            if self.deadline.is_none() {
-                self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+            let timeout = self.conn.limits().close_timeout;
+            let closing = self.closing();
+            if closing.deadline.is_none() {
+                closing.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
             }
             match self.poll_next_message(cx) {
                 Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(None) => break,
                 Poll::Pending => {
-                    let deadline = self.deadline.as_mut().expect("set above");
+                    let closing = self.closing.as_mut().expect("set above");
+                    let deadline = closing.deadline.as_mut().expect("set above");
                     ready!(deadline.as_mut().poll(cx));
                     timed_out = true;
                     break;
@@ -1028,10 +1056,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         if self.poll_deadline(cx).is_ready() {
             return Poll::Ready(());
         }
+        let size = self.conn.limits().read_buffer_size;
         loop {
             let buf = self.conn.read_buf();
             buf.clear();
-            buf.reserve(self.read_buffer_size);
+            buf.reserve(size);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
                 cx,
@@ -1047,8 +1076,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// The close timeout, started on first use.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let close_timeout = self.close_timeout;
-        self.deadline
+        let close_timeout = self.conn.limits().close_timeout;
+        self.closing()
+            .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(close_timeout)))
             .as_mut()
             .poll(cx)
@@ -1444,18 +1474,23 @@ mod size_tests {
     /// Most of what an idle connection holds is its task, and most of the
     /// task is the WebSocket; tokio allocates tasks in steps of 128 bytes
     /// (`tests/idle_memory.rs` measures the whole). What an open connection
-    /// rarely needs is boxed or folded: the close frames (made at the first
-    /// close), a fault, the payload of a message's first frame and the
-    /// buffer of a reassembled one (one or the other).
+    /// rarely needs is boxed or folded, and what every connection of a
+    /// configuration reads is shared: the limits (one allocation per
+    /// `Config`), the close frames (made at the first close), the closing
+    /// deadlines and a fault (one box, made on first use), the payload of a
+    /// message's first frame and the buffer of a reassembled one (one or
+    /// the other).
     #[test]
     fn an_upgraded_websocket_stays_small() {
         type Upgraded = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
         let size = std::mem::size_of::<super::WebSocket<Upgraded>>();
-        // 832 B, and 16 more for the open time kept with `tracing`.
-        let most = if cfg!(feature = "tracing") { 848 } else { 832 };
+        // 712 B, and 16 more for the open time kept with `tracing` (which
+        // the crate's tests always have, through its dev-dependencies).
+        let most = if cfg!(feature = "tracing") { 728 } else { 712 };
         assert!(
             size <= most,
-            "a WebSocket is {size} B (it was 976 B before the close record, the fault and the message body were folded)"
+            "a WebSocket is {size} B, more than {most} (it was 976 B before the limits were shared and \
+             the close record, closing state and message body were folded)"
         );
     }
 }

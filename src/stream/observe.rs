@@ -24,9 +24,9 @@ pub(crate) struct Observer {
     /// Transport bytes ever received, and sent.
     received_total: u64,
     sent_total: u64,
-    finished: bool,
+    /// When the connection opened; taken when it is logged as closed.
     #[cfg(feature = "tracing")]
-    opened: std::time::Instant,
+    opened: Option<std::time::Instant>,
 }
 
 #[cfg(feature = "tracing")]
@@ -39,8 +39,7 @@ impl Default for Observer {
             wire_sent: 0,
             received_total: 0,
             sent_total: 0,
-            finished: false,
-            opened: std::time::Instant::now(),
+            opened: Some(std::time::Instant::now()),
         }
     }
 }
@@ -104,13 +103,13 @@ impl Observer {
     /// The connection is over: last fold, and its close codes counted (and
     /// logged).
     pub(crate) fn finish(&mut self, conn: &Connection) {
-        if std::mem::replace(&mut self.finished, true) {
-            return;
-        }
+        // Once only: what it needs is taken.
         #[cfg(feature = "tracing")]
-        self.log_close(conn);
+        if let Some(opened) = self.opened.take() {
+            self.log_close(conn, opened);
+        }
         self.fold(conn);
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = self.metrics.take() {
             let record = conn.close_record();
             if let Some(frame) = &record.sent {
                 metrics.close_sent(frame.code);
@@ -124,7 +123,7 @@ impl Observer {
 
 #[cfg(feature = "tracing")]
 impl Observer {
-    fn log_close(&self, conn: &Connection) {
+    fn log_close(&self, conn: &Connection, opened: std::time::Instant) {
         let record = conn.close_record();
         let t = conn.traffic();
         let closed_by = match (&record.sent, &record.received) {
@@ -139,7 +138,7 @@ impl Observer {
             reason_sent = record.sent.as_ref().map(|f| display(f.reason.as_str())),
             code_received = record.received.as_ref().map(|f| f.code.as_u16()),
             reason_received = record.received.as_ref().map(|f| display(f.reason.as_str())),
-            duration_ms = self.opened.elapsed().as_millis() as u64,
+            duration_ms = opened.elapsed().as_millis() as u64,
             messages_in = t.messages_received,
             messages_out = t.messages_sent,
             bytes_in = t.bytes_received,
