@@ -154,8 +154,8 @@ fn an_idle_websocket_behind_serve_holds_about_1_5_kib() {
     let per_conn = (live() - before) / CONNS as isize;
     eprintln!("held per idle WebSocket behind serve, after one echo: {per_conn} B");
     // 1,506 B: the task 1,024 (1,280 before the limits were shared and
-    // what only a closing connection needs was folded out of the
-    // WebSocket), tokio's registration 0.25 KiB, pooled read buffers 0.25
+    // what only an unusual or closing connection needs was folded out of
+    // the WebSocket, in two steps of 128), tokio's registration 0.25 KiB, pooled read buffers 0.25
     // KiB (64 of 8 KiB shared by 2000), the rest small. It was 3,018 B when
     // the task held the WebSocket twice.
     assert!(

@@ -81,12 +81,15 @@ impl Keepalive {
             self.awaiting = None;
         }
         if let Some(timeout) = pong_timeout {
-            self.pong_timeout = timeout;
-            if self.awaiting.is_some() {
-                // The ping out was timed with the old timeout: start over.
-                self.ping_timer = None;
-                self.awaiting = None;
+            if let (Some(_), Some(timer)) = (self.awaiting, &mut self.ping_timer) {
+                // A ping is out: its answer is now due the new timeout after
+                // it went out (the send time is the deadline less the
+                // timeout, so the deadline moves with it).
+                let deadline = timer.deadline();
+                let sent = deadline.checked_sub(self.pong_timeout).unwrap_or(deadline);
+                timer.as_mut().reset(sent + timeout);
             }
+            self.pong_timeout = timeout;
         }
         if idle_timeout.is_some() {
             self.idle_timeout = idle_timeout;
@@ -195,6 +198,35 @@ mod tests {
         // Failed once; nothing more is due.
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(poll(&mut k, activity(2, 0)), None);
+    }
+
+    /// A pong timeout set while a ping is out (a hub adopting the
+    /// connection) applies to that ping, counted from when it went out, and
+    /// the next ping still comes an interval after it.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_pong_timeout_applies_to_the_ping_already_out() {
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_secs(10)))
+            .pong_timeout(Duration::from_secs(5));
+        let mut k = Keepalive::new(&config);
+        assert_eq!(poll(&mut k, activity(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        k.configure(None, Some(Duration::from_secs(3)), None);
+        // Due 3 s after the ping (t = 13), not 3 s after the change.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // The pong came: the next ping at t = 20.
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::Ping));
+        // Unanswered: it fails 3 s later.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::PongTimeout));
     }
 
     #[tokio::test(start_paused = true)]
