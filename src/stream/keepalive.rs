@@ -177,27 +177,36 @@ mod tests {
         k.poll(&mut Context::from_waker(Waker::noop()), now)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn pings_every_interval_and_fails_when_nothing_answers() {
+    /// A keepalive pinging every `interval` with `pong_timeout`, a moment
+    /// after its first ping went out (nothing received yet).
+    async fn first_ping(interval: Duration, pong_timeout: Duration) -> Keepalive {
         let config = Config::default()
-            .ping_interval(Some(Duration::from_secs(10)))
-            .pong_timeout(Duration::from_secs(5));
+            .ping_interval(Some(interval))
+            .pong_timeout(pong_timeout);
         let mut k = Keepalive::new(&config);
         assert_eq!(poll(&mut k, activity(0, 0)), None);
-        tokio::time::advance(Duration::from_secs(10)).await;
+        tokio::time::advance(interval).await;
         assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
-        tokio::time::advance(Duration::from_secs(5)).await;
-        // The pong arrived: 2 bytes more than at the ping.
-        assert_eq!(poll(&mut k, activity(2, 0)), None);
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::Ping));
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::PongTimeout));
+        k
+    }
+
+    /// Advances the clock by `secs`, then polls with `bytes` received in
+    /// all (a pong is 2 bytes more than at the ping).
+    async fn after(k: &mut Keepalive, secs: u64, bytes: u64) -> Option<Due> {
+        tokio::time::advance(Duration::from_secs(secs)).await;
+        poll(k, activity(bytes, 0))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_every_interval_and_fails_when_nothing_answers() {
+        let mut k = first_ping(Duration::from_secs(10), Duration::from_secs(5)).await;
+        // The pong arrived.
+        assert_eq!(after(&mut k, 5, 2).await, None);
+        assert_eq!(after(&mut k, 4, 2).await, None);
+        assert_eq!(after(&mut k, 1, 2).await, Some(Due::Ping));
+        assert_eq!(after(&mut k, 5, 2).await, Some(Due::PongTimeout));
         // Failed once; nothing more is due.
-        tokio::time::advance(Duration::from_secs(60)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        assert_eq!(after(&mut k, 60, 2).await, None);
     }
 
     /// A pong timeout set while a ping is out (a hub adopting the
@@ -205,39 +214,22 @@ mod tests {
     /// the next ping still comes an interval after it.
     #[tokio::test(start_paused = true)]
     async fn a_new_pong_timeout_applies_to_the_ping_already_out() {
-        let config = Config::default()
-            .ping_interval(Some(Duration::from_secs(10)))
-            .pong_timeout(Duration::from_secs(5));
-        let mut k = Keepalive::new(&config);
-        assert_eq!(poll(&mut k, activity(0, 0)), None);
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
+        let mut k = first_ping(Duration::from_secs(10), Duration::from_secs(5)).await;
         tokio::time::advance(Duration::from_secs(1)).await;
         k.configure(None, Some(Duration::from_secs(3)), None);
-        // Due 3 s after the ping (t = 13), not 3 s after the change.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        // The pong came: the next ping at t = 20.
-        assert_eq!(poll(&mut k, activity(2, 0)), None);
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::Ping));
+        // Due 3 s after the ping (t = 13), not 3 s after the change; the
+        // pong came, so the next ping is at t = 20.
+        assert_eq!(after(&mut k, 1, 2).await, None);
+        assert_eq!(after(&mut k, 1, 2).await, None);
+        assert_eq!(after(&mut k, 6, 2).await, None);
+        assert_eq!(after(&mut k, 1, 2).await, Some(Due::Ping));
         // Unanswered: it fails 3 s later.
-        tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(poll(&mut k, activity(2, 0)), Some(Due::PongTimeout));
+        assert_eq!(after(&mut k, 3, 2).await, Some(Due::PongTimeout));
     }
 
     #[tokio::test(start_paused = true)]
     async fn paused_reading_does_not_count_as_silence() {
-        let config = Config::default()
-            .ping_interval(Some(Duration::from_secs(1)))
-            .pong_timeout(Duration::from_millis(500));
-        let mut k = Keepalive::new(&config);
-        assert_eq!(poll(&mut k, activity(0, 0)), None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
+        let mut k = first_ping(Duration::from_secs(1), Duration::from_millis(500)).await;
         tokio::time::advance(Duration::from_millis(500)).await;
         let paused = Activity {
             paused: true,
