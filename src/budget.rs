@@ -395,7 +395,10 @@ async fn reap(budget: Arc<Budget>, grace: Duration) {
 #[derive(Debug, Default)]
 pub(crate) struct Account {
     budget: Option<Arc<Budget>>,
-    holder: Arc<Holder>,
+    /// Made when the budget has a limit (the registry lists it), when
+    /// something is charged, or for a hub's queue: an idle connection
+    /// under a budget without a limit has none (a hundred bytes less).
+    holder: Option<Arc<Holder>>,
     /// The registry slot, when the budget has a limit.
     slot: Option<u32>,
     /// Waiting for room to read.
@@ -409,7 +412,8 @@ pub(crate) struct Account {
 impl Account {
     pub(crate) fn attach(&mut self, budget: &Arc<Budget>) {
         if budget.settings.is_some() {
-            let slot = budget.register(self.holder.clone());
+            let holder = self.holder.get_or_insert_default();
+            let slot = budget.register(holder.clone());
             self.slot = Some(u32::try_from(slot).expect("fewer than 2^32 connections"));
         }
         self.budget = Some(budget.clone());
@@ -423,11 +427,17 @@ impl Account {
         let Some(budget) = &self.budget else {
             return;
         };
-        resync(budget, &self.holder.input, input);
-        resync(budget, &self.holder.output, output);
+        let holder = match &self.holder {
+            Some(holder) => holder,
+            // Less than a granule a side is not charged: nothing to hold.
+            None if input < GRANULE && output < GRANULE => return,
+            None => self.holder.insert(Arc::default()),
+        };
+        resync(budget, &holder.input, input);
+        resync(budget, &holder.output, output);
         if self.slot.is_some() {
             // Stuck: holding unsent output with nothing written since.
-            let stuck = &self.holder.stuck_since;
+            let stuck = &holder.stuck_since;
             if output < MIN_VICTIM {
                 if stuck.load(Relaxed) != 0 {
                     stuck.store(0, Relaxed);
@@ -445,8 +455,10 @@ impl Account {
     #[inline]
     pub(crate) fn has_charges(&self) -> bool {
         self.budget.is_some()
-            && ((self.holder.input.load(Relaxed) | self.holder.output.load(Relaxed)) != 0
-                || self.holder.stuck_since.load(Relaxed) != 0)
+            && self.holder.as_ref().is_some_and(|h| {
+                (h.input.load(Relaxed) | h.output.load(Relaxed)) != 0
+                    || h.stuck_since.load(Relaxed) != 0
+            })
     }
 
     /// Whether reading may go on; if not, `cx` is woken when there is room.
@@ -470,7 +482,11 @@ impl Account {
             return Poll::Ready(());
         }
         let large_frame = remaining >= RESERVE_MIN;
-        let Some(budget) = self.budget.as_ref().filter(|b| b.settings.is_some()) else {
+        // A budget with a limit made the holder when it registered it.
+        let (Some(budget), Some(holder)) = (
+            self.budget.as_ref().filter(|b| b.settings.is_some()),
+            &self.holder,
+        ) else {
             return Poll::Ready(());
         };
         loop {
@@ -480,10 +496,10 @@ impl Account {
             }
             let may_read = if large_frame {
                 let wanted = input.next_multiple_of(GRANULE);
-                let charged = self.holder.input.load(Relaxed);
+                let charged = holder.input.load(Relaxed);
                 let admitted = wanted <= charged || budget.try_charge(wanted - charged);
                 if admitted {
-                    self.holder.input.store(wanted.max(charged), Relaxed);
+                    holder.input.store(wanted.max(charged), Relaxed);
                     self.admitted_end = received + remaining as u64;
                 }
                 admitted
@@ -519,7 +535,11 @@ impl Account {
     #[inline]
     pub(crate) fn is_evicted(&self) -> bool {
         // Only connections registered with a limited budget can be chosen.
-        self.slot.is_some() && self.holder.evicted.load(Relaxed)
+        self.slot.is_some()
+            && self
+                .holder
+                .as_ref()
+                .is_some_and(|h| h.evicted.load(Relaxed))
     }
 
     /// The close code for a connection closed by the budget.
@@ -533,21 +553,21 @@ impl Account {
     /// Remembers who to wake when this connection is closed by the budget:
     /// the reading task or the writing one.
     pub(crate) fn register_waker(&self, cx: &Context<'_>, reader: bool) {
-        if self.slot.is_some() {
+        if let (Some(_), Some(holder)) = (self.slot, &self.holder) {
             let slot = if reader {
-                &self.holder.reader
+                &holder.reader
             } else {
-                &self.holder.writer
+                &holder.writer
             };
             slot.register(cx.waker());
         }
     }
 
     /// The handle a [`Hub`](crate::handler::Hub) charges its send queue to.
-    pub(crate) fn queue_charge(&self) -> QueueCharge {
+    pub(crate) fn queue_charge(&mut self) -> QueueCharge {
         QueueCharge {
             budget: self.budget.clone(),
-            holder: self.holder.clone(),
+            holder: self.holder.get_or_insert_default().clone(),
         }
     }
 }
@@ -683,6 +703,28 @@ mod tests {
 
     fn limited(bytes: usize) -> Arc<Budget> {
         Arc::new(Budget::new(Some(MemoryBudget::new(bytes))))
+    }
+
+    /// An idle connection under a budget without a limit holds no holder
+    /// (about a hundred bytes): it is made at the first charge.
+    #[test]
+    fn without_a_limit_the_holder_is_made_at_the_first_charge() {
+        let budget = Arc::new(Budget::new(None));
+        let mut account = Account::default();
+        account.attach(&budget);
+        account.sync(GRANULE - 1, GRANULE - 1, 0);
+        assert!(account.holder.is_none(), "made for less than a granule");
+        assert!(!account.has_charges());
+        account.sync(GRANULE, 0, 0);
+        assert!(account.holder.is_some());
+        assert!(account.has_charges());
+        assert_eq!(budget.used(), GRANULE);
+        account.sync(0, 0, 0);
+        assert_eq!(budget.used(), 0);
+        // A limited budget lists every holder from the start.
+        let mut listed = Account::default();
+        listed.attach(&limited(1 << 30));
+        assert!(listed.holder.is_some());
     }
 
     #[test]

@@ -27,7 +27,6 @@ pub struct Config {
     /// allocation, not a copy in each connection).
     pub(crate) limits: Arc<Limits>,
     pub(crate) ping_interval: Option<Duration>,
-    pub(crate) pong_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<DeflateConfig>,
@@ -44,6 +43,10 @@ pub(crate) struct Limits {
     pub(crate) read_buffer_size: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) max_pending_events: usize,
+    /// Here rather than beside the ping interval: a connection made without
+    /// pings keeps no keepalive state, and needs the timeout if a
+    /// [`Hub`](crate::handler::Hub) turns pings on.
+    pub(crate) pong_timeout: Duration,
 }
 
 impl Default for Config {
@@ -58,9 +61,9 @@ impl Default for Config {
                 read_buffer_size: 8 << 10,
                 close_timeout: Duration::from_secs(1),
                 max_pending_events: 64,
+                pong_timeout: Duration::from_secs(20),
             }),
             ping_interval: None,
-            pong_timeout: Duration::from_secs(20),
             idle_timeout: None,
             #[cfg(feature = "deflate")]
             deflate: Some(DeflateConfig::default()),
@@ -166,7 +169,7 @@ impl Config {
     ///
     /// Default is 20 seconds.
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
-        self.pong_timeout = timeout;
+        self.limits_mut().pong_timeout = timeout;
         self
     }
 
@@ -219,7 +222,7 @@ impl Config {
 
     /// The configured pong timeout.
     pub fn get_pong_timeout(&self) -> Duration {
-        self.pong_timeout
+        self.limits.pong_timeout
     }
 
     /// The configured idle timeout.

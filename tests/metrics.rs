@@ -5,12 +5,13 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use support::{RawClient, echo, serve, upgrade_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_ws::handler::{Client, Handler, Hub, Options, Overflow};
 use tower_ws::metrics::Stats;
-use tower_ws::{CloseCode, Config, Message, WebSocketService};
+use tower_ws::{CloseCode, Config, Message, RequestHead, UpgradedWebSocket, WebSocketService};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -158,6 +159,29 @@ async fn refused_handshakes_are_counted_by_reason() {
     );
     assert_eq!(r.total(), 5);
     assert_eq!(probe.stats().handshakes_accepted, 1);
+}
+
+/// A handler that panics still gives back its slot of the connection
+/// limit and counts its WebSocket as closed (the task does both when it is
+/// dropped, after the handler's future).
+#[tokio::test]
+async fn a_panicking_handler_frees_its_slot_and_is_counted_closed() {
+    let service = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+        let _ = ws.next().await;
+        panic!("handler bug");
+    })
+    .max_connections(1);
+    let probe = service.clone();
+    let addr = serve(service).await;
+    for round in 1..=3 {
+        let (mut client, _) = RawClient::connect(addr, "").await;
+        wait_for(|| probe.stats(), |s| s.open_connections == 1).await;
+        assert_eq!(status_of(addr, &upgrade_request("/", "")).await, 503);
+        client.send(true, 0, 0x1, b"boom").await;
+        let s = wait_for(|| probe.stats(), |s| s.open_connections == 0).await;
+        assert_eq!((s.open_http1, s.handshakes_accepted), (0, round));
+    }
+    assert_eq!(probe.stats().handshakes_refused.connection_limit, 3);
 }
 
 #[tokio::test]

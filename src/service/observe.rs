@@ -3,7 +3,6 @@
 //! feature a span per connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use http::{Request, Version};
 
@@ -69,29 +68,12 @@ pub(super) fn refuse<F, B>(
     ResponseFuture::ready(reject.response())
 }
 
-/// Counts a WebSocket as open for as long as it lives, even if its handler
-/// panics.
-pub(super) struct OpenGauge {
-    metrics: Arc<ServiceMetrics>,
-    version: Version,
-}
-
-impl OpenGauge {
-    pub(super) fn new(metrics: &Arc<ServiceMetrics>, version: Version) -> Self {
-        metrics.opened(version);
-        #[cfg(feature = "tracing")]
-        tracing::debug!("WebSocket opened");
-        OpenGauge {
-            metrics: metrics.clone(),
-            version,
-        }
-    }
-}
-
-impl Drop for OpenGauge {
-    fn drop(&mut self) {
-        self.metrics.ended(self.version);
-    }
+/// Counts a WebSocket as open (its task counts it as closed when the
+/// handler's future ends or is dropped).
+pub(super) fn opened(metrics: &ServiceMetrics, version: Version) {
+    metrics.opened(version);
+    #[cfg(feature = "tracing")]
+    tracing::debug!("WebSocket opened");
 }
 
 /// The span a connection's task runs in: every event of the connection

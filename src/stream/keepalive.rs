@@ -6,6 +6,10 @@
 //! when a timer fires. So an idle timeout fires between `idle` and twice
 //! `idle` after the last message, the usual price of a timer that is not
 //! reset per message.
+//!
+//! A connection with neither timer configured (the default) holds one
+//! empty pointer: the settings and timers are boxed, made when a timer is
+//! configured.
 
 use std::pin::Pin;
 use std::task::Context;
@@ -40,8 +44,65 @@ pub(crate) struct Activity {
     pub(crate) paused: bool,
 }
 
+/// A connection's keepalive: nothing until a timer is configured.
 #[derive(Debug)]
 pub(crate) struct Keepalive {
+    timers: Option<Box<Timers>>,
+}
+
+impl Keepalive {
+    pub(crate) fn new(config: &Config) -> Self {
+        let configured = config.ping_interval.is_some() || config.idle_timeout.is_some();
+        Keepalive {
+            timers: configured.then(|| {
+                Box::new(Timers::new(
+                    config.ping_interval,
+                    config.limits.pong_timeout,
+                    config.idle_timeout,
+                ))
+            }),
+        }
+    }
+
+    /// Replaces the settings given (a [`Hub`](crate::handler::Hub) applies
+    /// its own); timers restart from now. `pong_timeout` applies to a ping
+    /// already out, counted from when it went out. `default_pong_timeout`
+    /// is the configuration's, for pings turned on here.
+    pub(crate) fn configure(
+        &mut self,
+        ping_interval: Option<Duration>,
+        pong_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+        default_pong_timeout: Duration,
+    ) {
+        let timers = match &mut self.timers {
+            Some(timers) => timers,
+            None if ping_interval.is_none() && pong_timeout.is_none() && idle_timeout.is_none() => {
+                return;
+            }
+            None => self
+                .timers
+                .insert(Box::new(Timers::new(None, default_pong_timeout, None))),
+        };
+        timers.configure(ping_interval, pong_timeout, idle_timeout);
+    }
+
+    /// What the timers decided, if anything; `cx` is woken when a timer
+    /// fires.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, now: Activity) -> Option<Due> {
+        self.timers.as_mut()?.poll(cx, now)
+    }
+
+    /// Whether a timer is configured (and has not ended the connection).
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.timers.as_ref().is_some_and(|t| t.is_active())
+    }
+}
+
+/// The settings and timers of a connection with keepalive.
+#[derive(Debug)]
+struct Timers {
     ping_interval: Option<Duration>,
     pong_timeout: Duration,
     idle_timeout: Option<Duration>,
@@ -54,12 +115,16 @@ pub(crate) struct Keepalive {
     messages_at_arm: u64,
 }
 
-impl Keepalive {
-    pub(crate) fn new(config: &Config) -> Self {
-        Keepalive {
-            ping_interval: config.ping_interval,
-            pong_timeout: config.pong_timeout,
-            idle_timeout: config.idle_timeout,
+impl Timers {
+    fn new(
+        ping_interval: Option<Duration>,
+        pong_timeout: Duration,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
+        Timers {
+            ping_interval,
+            pong_timeout,
+            idle_timeout,
             ping_timer: None,
             awaiting: None,
             idle_timer: None,
@@ -67,9 +132,7 @@ impl Keepalive {
         }
     }
 
-    /// Replaces the settings (a [`Hub`](crate::handler::Hub) applies its
-    /// own); timers restart from now.
-    pub(crate) fn configure(
+    fn configure(
         &mut self,
         ping_interval: Option<Duration>,
         pong_timeout: Option<Duration>,
@@ -98,7 +161,7 @@ impl Keepalive {
     }
 
     /// Polls the timers (registering `cx` with them); returns what is due.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, now: Activity) -> Option<Due> {
+    fn poll(&mut self, cx: &mut Context<'_>, now: Activity) -> Option<Due> {
         if let Some(due) = self.poll_ping(cx, now) {
             return Some(due);
         }
@@ -155,7 +218,7 @@ impl Keepalive {
 
     /// Whether a timer is configured at all (no polling needed otherwise).
     #[inline]
-    pub(crate) fn is_active(&self) -> bool {
+    fn is_active(&self) -> bool {
         self.ping_interval.is_some() || self.idle_timeout.is_some()
     }
 }
@@ -216,7 +279,7 @@ mod tests {
     async fn a_new_pong_timeout_applies_to_the_ping_already_out() {
         let mut k = first_ping(Duration::from_secs(10), Duration::from_secs(5)).await;
         tokio::time::advance(Duration::from_secs(1)).await;
-        k.configure(None, Some(Duration::from_secs(3)), None);
+        k.configure(None, Some(Duration::from_secs(3)), None, Duration::ZERO);
         // Due 3 s after the ping (t = 13), not 3 s after the change; the
         // pong came, so the next ping is at t = 20.
         assert_eq!(after(&mut k, 1, 2).await, None);
@@ -225,6 +288,31 @@ mod tests {
         assert_eq!(after(&mut k, 1, 2).await, Some(Due::Ping));
         // Unanswered: it fails 3 s later.
         assert_eq!(after(&mut k, 3, 2).await, Some(Due::PongTimeout));
+    }
+
+    /// Without timers a connection keeps no keepalive state; pings turned
+    /// on later time out after the configuration's pong timeout.
+    #[tokio::test(start_paused = true)]
+    async fn timers_are_made_when_configured() {
+        let config = Config::default().pong_timeout(Duration::from_secs(5));
+        let mut k = Keepalive::new(&config);
+        assert!(k.timers.is_none());
+        assert!(!k.is_active());
+        k.configure(None, None, None, config.get_pong_timeout());
+        assert!(k.timers.is_none());
+        k.configure(
+            Some(Duration::from_secs(10)),
+            None,
+            None,
+            config.get_pong_timeout(),
+        );
+        assert!(k.is_active());
+        assert_eq!(poll(&mut k, activity(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(poll(&mut k, activity(0, 0)), Some(Due::Ping));
+        assert_eq!(after(&mut k, 4, 0).await, None);
+        assert_eq!(after(&mut k, 1, 0).await, Some(Due::PongTimeout));
+        assert!(!k.is_active());
     }
 
     #[tokio::test(start_paused = true)]

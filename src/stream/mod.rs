@@ -285,7 +285,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
     }
 
     /// Where a hub charges the messages queued for this connection.
-    pub(crate) fn queue_charge(&self) -> QueueCharge {
+    pub(crate) fn queue_charge(&mut self) -> QueueCharge {
         self.inner.account.queue_charge()
     }
 
@@ -296,9 +296,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WebSocket<IO> {
         pong_timeout: Option<Duration>,
         idle_timeout: Option<Duration>,
     ) {
-        self.inner
-            .keepalive
-            .configure(ping_interval, pong_timeout, idle_timeout);
+        let default_pong_timeout = self.inner.conn.limits().pong_timeout;
+        self.inner.keepalive.configure(
+            ping_interval,
+            pong_timeout,
+            idle_timeout,
+            default_pong_timeout,
+        );
     }
 }
 
@@ -1477,20 +1481,21 @@ mod size_tests {
     /// rarely needs is boxed or folded, and what every connection of a
     /// configuration reads is shared: the limits (one allocation per
     /// `Config`), the close frames (made at the first close), the closing
-    /// deadlines and a fault (one box, made on first use), the payload of a
-    /// message's first frame and the buffer of a reassembled one (one or
+    /// deadlines and a fault (one box, made on first use), the keepalive
+    /// settings and timers (one box, made when configured), the payload of
+    /// a message's first frame and the buffer of a reassembled one (one or
     /// the other).
     #[test]
     fn an_upgraded_websocket_stays_small() {
         type Upgraded = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
         let size = std::mem::size_of::<super::WebSocket<Upgraded>>();
-        // 712 B, and 16 more for the open time kept with `tracing` (which
+        // 632 B, and 16 more for the open time kept with `tracing` (which
         // the crate's tests always have, through its dev-dependencies).
-        let most = if cfg!(feature = "tracing") { 728 } else { 712 };
+        let most = if cfg!(feature = "tracing") { 648 } else { 632 };
         assert!(
             size <= most,
             "a WebSocket is {size} B, more than {most} (it was 976 B before the limits were shared and \
-             the close record, closing state and message body were folded)"
+             the close record, closing state, message body and keepalive state were folded)"
         );
     }
 }
