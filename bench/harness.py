@@ -78,6 +78,9 @@ def servers():
     all_ = {
         "tower-ws": [tower, "{addr}", "--no-deflate"] if tower else None,
         "floor": [str(RELEASE / "floor_echo"), "{addr}"],
+        # Only in the idle rows: a task per connection holding its socket
+        # and nothing more, reading into a buffer per thread.
+        "floor (idle)": [str(RELEASE / "floor_idle"), "{addr}"],
         "uWebSockets": [uws, "{addr}"] if uws else None,
         "tokio-tungstenite": [str(RELEASE / "tungstenite_echo"), "{addr}"],
         "axum": [str(RELEASE / "axum_echo"), "{addr}"],
@@ -101,14 +104,14 @@ ECHO_SERVERS = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum",
                 "tokio-websockets"]
 DEFLATE_SERVERS = ["tower-ws (deflate)", "uWebSockets (shared)", "uWebSockets (dedicated)", "node-ws",
                    "tokio-tungstenite"]
-IDLE_SERVERS = ["tower-ws", "floor", "uWebSockets", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
+IDLE_SERVERS = ["tower-ws", "floor", "floor (idle)", "uWebSockets", "tokio-tungstenite", "axum", "axum (tower-ws)", "fastwebsockets",
                 "tokio-websockets", "node-ws"]
 # Idle again with permessage-deflate negotiated: compression state per connection.
 # Row name -> server.
 IDLE_DEFLATE_SERVERS = {"tower-ws (deflate)": "tower-ws (deflate)", "node-ws (deflate)": "node-ws",
                         "uWebSockets (dedicated)": "uWebSockets (dedicated)"}
 # Idle again after one 20-byte echo on every connection (report.IDLE_AFTER_ECHO).
-IDLE_AFTER_ECHO_SERVERS = ["tower-ws", "floor", "uWebSockets", "fastwebsockets", "tokio-websockets"]
+IDLE_AFTER_ECHO_SERVERS = ["tower-ws", "floor", "floor (idle)", "uWebSockets", "fastwebsockets", "tokio-websockets"]
 # axum 0.8 is the other Rust server with RFC 8441 WebSockets.
 H2_SERVERS = ["tower-ws", "axum"]
 

@@ -30,9 +30,10 @@ DEFLATE_ORDER = ["tower-ws (deflate)", "uWebSockets (shared)", "uWebSockets (ded
 # Idle rows with permessage-deflate negotiated, compared with tower-ws's.
 IDLE_DEFLATE = ["tower-ws (deflate)", "node-ws (deflate)", "uWebSockets (dedicated)"]
 # After one 20-byte echo per connection: what stays once traffic stopped.
-IDLE_AFTER_ECHO = ["tower-ws after 1 echo", "floor after 1 echo", "uWebSockets after 1 echo",
+IDLE_AFTER_ECHO = ["tower-ws after 1 echo", "floor after 1 echo", "floor (idle) after 1 echo",
+                   "uWebSockets after 1 echo",
                    "fastwebsockets after 1 echo", "tokio-websockets after 1 echo"]
-IDLE_ORDER = ECHO_ORDER + ["node-ws"] + IDLE_AFTER_ECHO + IDLE_DEFLATE + ["tower-ws (h2)", "axum (h2)"]
+IDLE_ORDER = ECHO_ORDER[:2] + ["floor (idle)"] + ECHO_ORDER[2:] + ["node-ws"] + IDLE_AFTER_ECHO + IDLE_DEFLATE + ["tower-ws (h2)", "axum (h2)"]
 H2_ORDER = ["tower-ws", "axum"]
 CRATES = ["tokio", "hyper", "tokio-tungstenite", "tungstenite", "axum", "fastwebsockets",
           "tokio-websockets", "flate2", "zlib-rs"]
@@ -262,6 +263,11 @@ def markdown(data):
     out.append("- **floor**: `bench/src/bin/floor_echo.rs`, the least work a correct echo can do on "
                "tokio: per read, unmask complete frames in place, rewrite headers, one write back. "
                "No UTF-8 checks, no limits: a yardstick, not a server.")
+    out.append("- **floor (idle)**: `bench/src/bin/floor_idle.rs`, only in the idle rows: the least a "
+               "server with one tokio task per connection holds per idle WebSocket. After the "
+               "handshake each task keeps its socket and an unfinished frame's bytes, reads into "
+               "one buffer per thread (as uWebSockets does per event loop) and echoes from there: "
+               "idle, a connection is its task and tokio's registration of its socket.")
     out.append("- **uWebSockets**: `bench/uws/echo.cpp`, our echo on uWebSockets "
                f"{mach['versions'].get('uWebSockets', '(version unknown)')}, built by "
                "`bench/uws/build.sh` with `g++ -O3 -flto -DLIBUS_NO_SSL` and Debian's zlib: `ws->send` "
