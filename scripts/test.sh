@@ -49,8 +49,11 @@ cargo clippy --all-targets -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
-step "the sans-I/O core builds without default features"
+step "the sans-I/O core builds without default features; the library lints clean without tracing"
 cargo build --no-default-features
+# The tests always have tracing (a dev-dependency turns it on): lint the
+# library without it too.
+cargo clippy --lib --no-default-features --features server -- -D warnings
 
 step "building the examples (release) for the interop tests"
 cargo build --release --examples

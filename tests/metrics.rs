@@ -273,3 +273,115 @@ async fn hub_counts_clients_closed_for_overflow() {
     assert_eq!(s.overflow_closes, 1, "{s:?}");
     assert!(s.messages_dropped >= 1);
 }
+
+/// Panics when dropped before the handler finished (a user guard whose
+/// `Drop` asserts, or does something that fails during runtime shutdown).
+struct PanicsIfCancelled(bool);
+
+impl Drop for PanicsIfCancelled {
+    fn drop(&mut self) {
+        if !self.0 {
+            panic!("handler future dropped mid-run");
+        }
+    }
+}
+
+/// The runtime shuts down while a handler runs: its task is dropped, and
+/// the handler's future panics in its drop (tokio contains that panic).
+/// The slot of the connection limit must still be given back and the
+/// WebSocket counted closed, as when the permit and the gauge were fields
+/// dropped during the unwinding.
+#[test]
+fn a_handler_panicking_in_drop_frees_its_slot_and_is_counted_closed() {
+    let service = WebSocketService::new(|mut ws: UpgradedWebSocket, _: RequestHead| async move {
+        let mut guard = PanicsIfCancelled(false);
+        let _ = ws.next().await;
+        guard.0 = true;
+    })
+    .max_connections(1);
+    let probe = service.clone();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let rt = runtime();
+    let _client = rt.block_on(async {
+        let addr = serve(service.clone()).await;
+        let (client, head) = RawClient::connect(addr, "").await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        wait_for(|| probe.stats(), |s| s.open_connections == 1).await;
+        client
+    });
+    drop(rt);
+    let open = probe.stats().open_connections;
+    let rt = runtime();
+    let status = rt.block_on(async {
+        let addr = serve(service).await;
+        status_of(addr, &upgrade_request("/", "")).await
+    });
+    assert_eq!(
+        (open, status),
+        (0, 101),
+        "(open gauge, status of a new upgrade): the gauge must be 0 and the slot free"
+    );
+}
+
+/// Counts its clones, and panics at the one numbered `PANIC_AT` (a user
+/// handler whose `Clone` can fail).
+struct CountedHandler;
+
+static CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PANIC_AT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+impl Clone for CountedHandler {
+    fn clone(&self) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = CLONES.fetch_add(1, SeqCst) + 1;
+        if n == PANIC_AT.load(SeqCst) {
+            panic!("handler clone failed");
+        }
+        CountedHandler
+    }
+}
+
+impl tower_ws::UpgradeHandler for CountedHandler {
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+    fn call(&self, ws: UpgradedWebSocket, head: RequestHead) -> Self::Future {
+        Box::pin(echo(ws, head))
+    }
+}
+
+/// A panic in `call` after the slot was taken (here the handler's clone
+/// for the task) must not keep the slot: it was an `OwnedSemaphorePermit`
+/// dropped on unwinding, it is now forgotten before the task exists.
+#[tokio::test]
+async fn a_panic_before_the_task_is_spawned_frees_its_slot() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let service = WebSocketService::new(CountedHandler).max_connections(1);
+    let addr = serve(service).await;
+    // How many clones one connection makes (the last is the task's).
+    let before = CLONES.load(SeqCst);
+    let (client, head) = RawClient::connect(addr, "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let per_conn = CLONES.load(SeqCst) - before;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next connection's last clone (the task's handler) panics.
+    PANIC_AT.store(CLONES.load(SeqCst) + per_conn, SeqCst);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(upgrade_request("/", "").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await;
+    drop(tcp);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        status_of(addr, &upgrade_request("/", "")).await,
+        101,
+        "the only slot was leaked by the panic"
+    );
+}

@@ -327,10 +327,12 @@ where
             );
             return refuse(&settings.metrics, Refusal::MemoryBudget, reject, &req);
         }
-        if let Some(connections) = &settings.connections {
-            match connections.try_acquire() {
-                // Given back by the task when it ends (see its drop).
-                Ok(permit) => permit.forget(),
+        let permit = match &settings.connections {
+            None => None,
+            Some(connections) => match connections.try_acquire() {
+                // Forgotten when the task exists, which gives it back when
+                // it ends (see its drop); dropped on a panic before that.
+                Ok(permit) => Some(permit),
                 Err(_) => {
                     let reject = Reject::new(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -338,8 +340,8 @@ where
                     );
                     return refuse(&settings.metrics, Refusal::ConnectionLimit, reject, &req);
                 }
-            }
-        }
+            },
+        };
         let shutdown = settings
             .shutdown
             .clone()
@@ -369,6 +371,10 @@ where
             settings: self.settings.clone(),
             span,
         };
+        // From here the task's drop gives the slot back.
+        if let Some(permit) = permit {
+            permit.forget();
+        }
         tokio::spawn(task);
         ResponseFuture::ready(response)
     }
@@ -398,12 +404,13 @@ pin_project! {
 
     impl<H: UpgradeHandler> PinnedDrop for ConnectionTask<H> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
             let _entered = enter(this.span);
-            end(this.state, this.settings);
-            if let Some(connections) = &this.settings.connections {
-                connections.add_permits(1);
-            }
+            // Given back after the handler's future, even if its drop panics.
+            let _slot = this.settings.connections.as_deref().map(GiveBack);
+            end(this.state.as_mut(), this.settings);
+            // An upgrade still pending is dropped in the span too.
+            this.state.set(State::Done);
         }
     }
 }
@@ -421,8 +428,15 @@ fn enter(span: &TaskSpan) -> Option<tracing::span::Entered<'_>> {
     span.as_deref().map(tracing::Span::enter)
 }
 
+/// Nothing to enter without `tracing` (a value, not `()`, for the
+/// `let _entered = ...` the callers keep).
 #[cfg(not(feature = "tracing"))]
-fn enter(_: &TaskSpan) {}
+struct NoSpan;
+
+#[cfg(not(feature = "tracing"))]
+fn enter(_: &TaskSpan) -> NoSpan {
+    NoSpan
+}
 
 /// What the handler gets once the upgrade completes.
 struct Start<H> {
@@ -489,9 +503,27 @@ impl<H: UpgradeHandler> Future for ConnectionTask<H> {
 /// closed (even if the handler panicked).
 fn end<H: UpgradeHandler>(mut state: Pin<&mut State<H>>, settings: &Settings) {
     if let StateProj::Running { version, .. } = state.as_mut().project() {
-        let version = *version;
+        // Counted down after the handler's future, even if its drop panics.
+        let _closed = Closed(&settings.metrics, *version);
         state.set(State::Done);
-        settings.metrics.ended(version);
+    }
+}
+
+/// Gives a slot of the connection limit back when dropped.
+struct GiveBack<'a>(&'a Semaphore);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// Counts a WebSocket as closed when dropped.
+struct Closed<'a>(&'a ServiceMetrics, http::Version);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.0.ended(self.1);
     }
 }
 
