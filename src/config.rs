@@ -21,7 +21,7 @@ use crate::extensions::deflate::DeflateConfig;
 ///     .close_timeout(Duration::from_secs(2));
 /// assert_eq!(config.get_max_message_size(), 1 << 20);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Shared by every connection made with this configuration (one
     /// allocation, not a copy in each connection).
@@ -30,6 +30,40 @@ pub struct Config {
     pub(crate) idle_timeout: Option<Duration>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<DeflateConfig>,
+}
+
+/// Every setting in one flat list, as the builder methods name them (how
+/// they are stored, some shared between connections, is no concern of the
+/// reader).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Limits {
+            max_message_size,
+            max_frame_size,
+            max_fragments,
+            out_frame_size,
+            write_buffer_high_water,
+            read_buffer_size,
+            close_timeout,
+            max_pending_events,
+            pong_timeout,
+        } = &*self.limits;
+        let mut d = f.debug_struct("Config");
+        d.field("max_message_size", max_message_size)
+            .field("max_frame_size", max_frame_size)
+            .field("max_fragments", max_fragments)
+            .field("out_frame_size", out_frame_size)
+            .field("write_buffer_high_water", write_buffer_high_water)
+            .field("read_buffer_size", read_buffer_size)
+            .field("close_timeout", close_timeout)
+            .field("max_pending_events", max_pending_events)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", pong_timeout)
+            .field("idle_timeout", &self.idle_timeout);
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.deflate);
+        d.finish()
+    }
 }
 
 /// What a connection reads of its [`Config`] for as long as it lives.
@@ -234,5 +268,30 @@ impl Config {
     #[cfg(feature = "deflate")]
     pub fn get_deflate(&self) -> Option<&DeflateConfig> {
         self.deflate.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{:?}` lists every setting by its builder's name, flat.
+    #[test]
+    fn debug_lists_every_setting_flat() {
+        let config = Config::default()
+            .max_message_size(1234)
+            .pong_timeout(Duration::from_secs(7))
+            .ping_interval(Some(Duration::from_secs(3)));
+        let shown = format!("{config:?}");
+        for wanted in [
+            "max_message_size: 1234",
+            "pong_timeout: 7s",
+            "ping_interval: Some(3s)",
+            "max_pending_events: 64",
+            "close_timeout: 1s",
+        ] {
+            assert!(shown.contains(wanted), "{wanted} not in {shown}");
+        }
+        assert!(!shown.contains("limits"), "{shown}");
     }
 }

@@ -24,8 +24,10 @@ use bytes::BytesMut;
 /// a burst; the rest are freed.
 const POOLED_PER_THREAD: usize = 64;
 
-/// Buffers larger than this (grown for one large message) are freed rather
-/// than pooled, so a past large message costs no memory once idle.
+/// The largest buffer the pool of small buffers keeps. A larger one (grown
+/// for one large message) goes to the pool of large buffers if it is whole
+/// and there is room (see [`LARGE_POOLED_BYTES`]), and is freed otherwise,
+/// so a past large message costs a thread at most that much once idle.
 pub(super) const POOLED_MAX_CAPACITY: usize = 64 << 10;
 
 /// The most memory this thread's pool keeps in whole buffers larger than
