@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -682,8 +682,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             }
         }
         let buf = self.conn.read_buf();
-        if buf.capacity() - buf.len() < want {
-            buf.reserve(want);
+        // Room for the rest of the frame, or for `want` bytes counted with
+        // what the buffer holds already (less a header it may have taken
+        // off its front): a buffer of the wanted size is not grown for a
+        // frame begun in it.
+        let needed = frame.max(want.saturating_sub(buf.len() + MAX_HEADER_LEN));
+        if buf.capacity() - buf.len() < needed && !buf.try_reclaim(needed) {
+            // A message split off this buffer still holds its start: a
+            // buffer of the size wanted, with what this one holds. (What
+            // `reserve` makes is twice the old allocation: a read buffer
+            // over the configured size counts whole in the memory budget,
+            // and would move its shared counter on every message.)
+            let size = want.max(buf.len() + needed);
+            let mut fresh = pool::take(size).unwrap_or_else(|| BytesMut::with_capacity(size));
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
         }
         let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
         let buf = self.conn.read_buf();
@@ -1468,6 +1481,41 @@ mod read_tests {
                     reads[0].0 > frame_len,
                     "round {round}: a read filled the buffer: {reads:?}"
                 );
+            }
+        }
+    }
+
+    /// Messages of 1 KiB, each arriving in two reads (its first 1,024 bytes,
+    /// then the rest) while the application still holds earlier ones, so no
+    /// buffer can be taken back from its start: the read buffer keeps the
+    /// configured size, so while the connection works it counts by its
+    /// content, and the memory budget's shared counter never moves. (It
+    /// grew to twice the size at the first such frame, then every message
+    /// charged and released a granule of it.)
+    #[tokio::test]
+    async fn a_frame_begun_in_the_read_buffer_does_not_grow_it() {
+        let budget = Arc::new(Budget::default());
+        let config = Config::default();
+        let size = config.limits.read_buffer_size;
+        let mut ws = WebSocket::from_raw(Chunks::default(), &config, None);
+        ws.attach_budget(&budget);
+        let mut held = VecDeque::new();
+        for round in 0..20u8 {
+            let frame = masked(&[round; 1024]);
+            let (first, rest) = frame.split_at(1024);
+            ws.inner.io.queued.push_back(first.to_vec());
+            ws.inner.io.queued.push_back(rest.to_vec());
+            let msg = ws.next().await.unwrap().unwrap();
+            assert_eq!(msg.len(), 1024);
+            let capacity = ws.inner.conn.read_capacity();
+            assert!(
+                capacity <= size,
+                "round {round}: a read buffer of {capacity} B, more than {size}"
+            );
+            assert_eq!(budget.used(), 0, "round {round}: charged while working");
+            held.push_back(msg);
+            if held.len() > 2 {
+                held.pop_front();
             }
         }
     }
