@@ -694,9 +694,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             // over the configured size counts whole in the memory budget,
             // and would move its shared counter on every message.)
             let size = want.max(buf.len() + needed);
-            let mut fresh = pool::take(size).unwrap_or_else(|| BytesMut::with_capacity(size));
-            fresh.extend_from_slice(buf);
-            *buf = fresh;
+            if size > pool::POOLED_MAX_CAPACITY {
+                // A large frame: grown geometrically (counted whole in the
+                // budget anyway), so a frame arriving in many reads is not
+                // copied whole on each one.
+                buf.reserve(needed);
+            } else {
+                let mut fresh = pool::take(size).unwrap_or_else(|| BytesMut::with_capacity(size));
+                fresh.extend_from_slice(buf);
+                *buf = fresh;
+            }
         }
         let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
         let buf = self.conn.read_buf();
@@ -1483,6 +1490,44 @@ mod read_tests {
                 );
             }
         }
+    }
+
+    /// A frame larger than `MAX_READ_AHEAD`, with no memory budget that
+    /// admits it whole, arriving in many reads of 16 KiB: the read buffer
+    /// grows geometrically, so what it holds is copied a bounded number of
+    /// times in all, not once per read (quadratic in the frame's size).
+    #[tokio::test]
+    async fn a_large_frame_in_many_reads_is_not_copied_on_every_read() {
+        const LEN: usize = 4 << 20;
+        const CHUNK: usize = 16 << 10;
+        let mut ws = WebSocket::from_raw(Chunks::default(), &Config::default(), None);
+        let frame = masked(&vec![7u8; LEN]);
+        let mut cx = Context::from_waker(Waker::noop());
+        let (mut copied, mut copies, mut last) = (0usize, 0usize, None::<(usize, usize)>);
+        let mut received = None;
+        for chunk in frame.chunks(CHUNK) {
+            ws.inner.io.queued.push_back(chunk.to_vec());
+            if let Poll::Ready(msg) = ws.poll_next_unpin(&mut cx) {
+                received = Some(msg.unwrap().unwrap());
+                break;
+            }
+            let buf = ws.inner.conn.read_buf();
+            let at = buf.as_ptr() as usize;
+            if let Some((was, len)) = last {
+                if was != at {
+                    copied += len;
+                    copies += 1;
+                }
+            }
+            last = Some((at, buf.len()));
+        }
+        let msg = received.expect("the message");
+        assert_eq!(msg.len(), LEN);
+        assert!(msg.as_payload().iter().all(|&b| b == 7));
+        assert!(
+            copied <= 2 * LEN,
+            "{copied} B copied in {copies} moves of the read buffer for a {LEN} B frame"
+        );
     }
 
     /// Messages of 1 KiB, each arriving in two reads (its first 1,024 bytes,

@@ -43,6 +43,10 @@ thread_local! {
 /// A pooled buffer with room for at least `want` bytes (at most
 /// [`POOLED_MAX_CAPACITY`]), if this thread has one.
 pub(super) fn take(want: usize) -> Option<BytesMut> {
+    if want > POOLED_MAX_CAPACITY {
+        // None of its buffers is that large: keep them for reads they fit.
+        return None;
+    }
     POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         let last = pool.last_mut()?;
@@ -132,6 +136,13 @@ mod tests {
 
         give(BytesMut::with_capacity(POOLED_MAX_CAPACITY + 1));
         assert!(take(1).is_none(), "a large buffer is freed, not pooled");
+
+        give(BytesMut::with_capacity(8 << 10));
+        assert!(take(POOLED_MAX_CAPACITY + 1).is_none());
+        assert!(
+            take(1).is_some(),
+            "kept through a request for more than it pools"
+        );
 
         for _ in 0..POOLED_PER_THREAD + 10 {
             give(BytesMut::with_capacity(1024));
