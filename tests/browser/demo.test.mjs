@@ -86,7 +86,11 @@ test('two pages chat through the demo, then see its graceful 1001 shutdown', { s
   await b.waitForFunction(() => document.querySelector('#messages').textContent.includes('Hello from page A, héllo wörld'));
   await b.fill('#input', 'Hi A, B here. Compressed both ways.');
   await b.press('#input', 'Enter');
-  await a.waitForFunction(() => document.querySelector('#messages').textContent.includes('B here'));
+  // The server broadcasts to every page, the sender's included, in no set
+  // order across sockets: wait for both pages before reading B's bubbles.
+  for (const page of [a, b]) {
+    await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('B here'));
+  }
   const bubblesOnB = await b.$$eval('#messages .bubble', (els) => els.map((e) => e.textContent));
   assert.deepEqual(bubblesOnB, ['Hello from page A, héllo wörld', 'Hi A, B here. Compressed both ways.']);
 

@@ -122,8 +122,10 @@ test('two demo nodes through Redis form one chat', { skip, timeout: 60000 }, asy
   await b.waitForFunction(() => document.querySelector('#messages').textContent.includes('Hello from node one'));
   await b.fill('#input', 'Node two here');
   await b.press('#input', 'Enter');
-  await a.waitForFunction(() => document.querySelector('#messages').textContent.includes('Node two here'));
   for (const page of [a, b]) {
+    // Each page shows the message when the server sends it back, in no set
+    // order across the two nodes: wait on both before reading.
+    await page.waitForFunction(() => document.querySelector('#messages').textContent.includes('Node two here'));
     const bubbles = await page.$$eval('#messages .bubble', (els) => els.map((e) => e.textContent));
     assert.deepEqual(bubbles, ['Hello from node one', 'Node two here'], 'each message once, in order');
   }
