@@ -266,11 +266,16 @@ fn switching(accept: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Connects with a short handshake timeout; the error, and how long it took.
+/// Connects (with a handshake timeout these errors come well before); the
+/// error, and how long it took.
 async fn failure(addr: SocketAddr) -> (tower_ws::Error, Duration) {
+    failure_within(addr, Duration::from_secs(10)).await
+}
+
+async fn failure_within(addr: SocketAddr, limit: Duration) -> (tower_ws::Error, Duration) {
     let start = Instant::now();
     let err = Builder::new()
-        .handshake_timeout(Duration::from_millis(500))
+        .handshake_timeout(limit)
         .connect(&url(addr, "/"))
         .await
         .expect_err("the handshake must fail");
@@ -291,7 +296,7 @@ async fn a_200_instead_of_101_is_a_handshake_error_naming_the_status() {
             .contains("answered 200 OK instead of accepting"),
         "{err}"
     );
-    assert!(took < Duration::from_millis(400), "no waiting: {took:?}");
+    assert!(took < Duration::from_secs(5), "no waiting: {took:?}");
 }
 
 #[tokio::test]
@@ -342,7 +347,7 @@ async fn an_unoffered_extension_parameter_is_refused() {
 async fn a_stall_mid_handshake_times_out() {
     // Half a response, then nothing.
     let addr = scripted(|_| b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: web".to_vec()).await;
-    let (err, took) = failure(addr).await;
+    let (err, took) = failure_within(addr, Duration::from_millis(500)).await;
     assert!(err.is_timeout(), "{err}");
     assert!(err.to_string().contains("handshake timeout"), "{err}");
     assert!(

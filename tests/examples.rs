@@ -208,7 +208,7 @@ async fn demo_serves_metrics_and_health_on_the_same_port() {
     next_text(&mut alice).await;
     // The broadcast may reach alice before the connection that read her
     // message folds it into the counters: those are read as they stand.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + WAIT;
     let (status, metrics) = loop {
         let (status, metrics) = get(&example.addr, "/metrics").await;
         if metrics.contains("tower_ws_messages_total{direction=\"in\"} 1")
@@ -267,7 +267,7 @@ async fn callbacks_example_broadcasts_every_message() {
                     assert_eq!(&data[..], [1, 2, 3]);
                     break;
                 }
-                Message::Text(t) => assert_eq!(t.as_str(), "ready?"),
+                Message::Text(t) => assert!(t.as_str().starts_with("ready? "), "{t}"),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -309,15 +309,21 @@ async fn client_example_talks_to_a_server_example() {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// Waits until a broadcast from `b` reaches `a`: both are registered.
+/// Probes are numbered, and `a` reads up to the last one sent, so a probe
+/// that arrived late is not left queued for the test to read.
 async fn both_registered(a: &mut Ws, b: &mut Ws) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        b.send(Message::text("ready?")).await.unwrap();
-        assert_eq!(next_text(b).await, "ready?");
-        if let Ok(Some(Ok(Message::Text(t)))) = timeout(Duration::from_millis(100), a.next()).await
+    for n in 0.. {
+        let probe = format!("ready? {n}");
+        b.send(Message::text(probe.as_str())).await.unwrap();
+        assert_eq!(next_text(b).await, probe);
+        while let Ok(Some(Ok(Message::Text(t)))) =
+            timeout(Duration::from_millis(100), a.next()).await
         {
-            assert_eq!(t.as_str(), "ready?");
-            return;
+            if t.as_str() == probe {
+                return;
+            }
+            assert!(t.as_str().starts_with("ready? "), "{t}");
         }
         assert!(tokio::time::Instant::now() < deadline, "a never joined");
     }

@@ -567,12 +567,13 @@ async fn keepalive_fails_a_silent_peer_with_1011() {
         .expect("the server hangs up")
         .unwrap();
     let took = started.elapsed();
+    // The server's clock starts before the client has read the 101.
     assert!(
-        took >= interval + pong_timeout,
+        took >= interval + pong_timeout - Duration::from_millis(50),
         "not before the timeout: {took:?}"
     );
     assert!(
-        took < interval + pong_timeout + Duration::from_secs(1),
+        took < interval + pong_timeout + Duration::from_secs(3),
         "soon after the timeout: {took:?}"
     );
     let frames = frames(&received);
@@ -597,7 +598,10 @@ async fn keepalive_keeps_an_answering_peer() {
     let (hub, mut events) = recorder(
         Options::default()
             .ping_interval(Some(Duration::from_millis(100)))
-            .pong_timeout(Duration::from_millis(100)),
+            // Room for a stall of a loaded machine (client and server share
+            // this thread). A ping goes out every 400 ms: the next one
+            // follows the pong timeout of the last.
+            .pong_timeout(Duration::from_millis(400)),
     );
     let clients = hub.clients().clone();
     let addr = serve(WebSocketService::new(hub)).await;
@@ -605,7 +609,7 @@ async fn keepalive_keeps_an_answering_peer() {
     assert!(matches!(next_event(&mut events).await, Event::Open { .. }));
     // Reading lets tokio-tungstenite answer the pings.
     let mut pings = 0;
-    let until = Instant::now() + Duration::from_millis(700);
+    let until = Instant::now() + Duration::from_millis(1500);
     while let Ok(msg) = tokio::time::timeout_at(until.into(), ws.next()).await {
         if msg.unwrap().unwrap().is_ping() {
             pings += 1;
@@ -658,14 +662,14 @@ async fn shutdown_sends_1001_to_every_client_within_the_deadline() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), (1001, "server shutting down".into()));
     }
+    // A connection leaves the registry before its `on_close` runs.
     let mut closes = 0;
-    while let Ok(event) = events.try_recv() {
-        if let Event::Close(_, frame) = event {
+    while closes < 4 {
+        if let Event::Close(_, frame) = next_event(&mut events).await {
             assert_eq!(frame.unwrap().code, CloseCode::AWAY);
             closes += 1;
         }
     }
-    assert_eq!(closes, 4);
 
     // A client that connects after the shutdown is turned away at once.
     let mut late = connect(addr, "/").await;

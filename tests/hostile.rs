@@ -929,7 +929,7 @@ async fn ten_thousand_abruptly_dropped_connections_leak_nothing() {
         }
         while set.join_next().await.is_some() {}
         assert!(
-            start.elapsed() < Duration::from_secs(25),
+            start.elapsed() < Duration::from_secs(60),
             "batch {batch} done after {:?}",
             start.elapsed()
         );
@@ -960,8 +960,10 @@ async fn ten_thousand_abruptly_dropped_connections_leak_nothing() {
     }
     let fds = open_fds();
     // Other tests of this binary run in parallel and open sockets of their
-    // own: the process-wide count gets a margin, the port-based one none.
-    assert!(fds <= base_fds + 64, "open fds {fds}, baseline {base_fds}");
+    // own: the process-wide count gets a margin (a leak of this test's
+    // 10,000 connections would exceed it many times), the port-based one
+    // none.
+    assert!(fds <= base_fds + 256, "open fds {fds}, baseline {base_fds}");
     assert_still_serves(addr).await;
 }
 

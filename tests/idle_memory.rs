@@ -5,7 +5,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -61,6 +62,8 @@ fn an_idle_connection_holds_no_read_buffer_after_traffic() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const CONNS: usize = 1000;
     // The server: one WebSocket task per connection, echoing.
+    let set_up = Arc::new(AtomicUsize::new(0));
+    let counter = set_up.clone();
     let (addr, server) = server(|listener| async move {
         let config = Config::default();
         let mut tasks = Vec::new();
@@ -74,6 +77,7 @@ fn an_idle_connection_holds_no_read_buffer_after_traffic() {
                     }
                 }
             }));
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         for task in tasks {
             task.await.unwrap();
@@ -83,6 +87,16 @@ fn an_idle_connection_holds_no_read_buffer_after_traffic() {
     let mut clients: Vec<_> = (0..CONNS)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
+    // Every connection accepted and its task spawned (and then polled once
+    // while the tasks wait): only what one echo leaves counts.
+    let start = std::time::Instant::now();
+    while set_up.load(Ordering::Relaxed) < CONNS {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "connections not accepted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_millis(300));
     let before = live();
 

@@ -208,15 +208,17 @@ fn presence_agrees_on_every_node_and_a_killed_node_disappears_in_time() {
         doomed.shutdown_background();
         let killed = Instant::now();
         let bound = TTL + HEARTBEAT;
+        // The slack is for a loaded machine (these nodes, their heartbeats
+        // and this loop share one thread); without expiry it never happens.
         eventually(
             "C's members leave the counts",
-            bound + Duration::from_secs(1),
+            bound + Duration::from_secs(5),
             || [&a.hub, &b.hub].iter().all(|hub| counts(hub) == (3, 2, 0)),
         )
         .await;
         let took = killed.elapsed();
         assert!(
-            took <= bound + Duration::from_millis(700),
+            took <= bound + Duration::from_secs(3),
             "took {took:?}, bound {bound:?}"
         );
         drop(c);
@@ -276,13 +278,15 @@ async fn redis_killed_mid_traffic_and_restarted() {
     assert_eq!(unique.len(), got.len());
 
     // Every broadcast is accounted for: published, or dropped and counted.
+    // (`published` counts Redis's reply to A, which may come after B has
+    // the message.)
+    eventually("every broadcast published or dropped", nodes::WAIT, || {
+        let stats = a.redis.stats();
+        stats.published + stats.publish_dropped == TOTAL as u64
+    })
+    .await;
     let stats = a.redis.stats();
     assert!(stats.publish_dropped > 0, "{stats:?}");
-    assert_eq!(
-        stats.published + stats.publish_dropped,
-        TOTAL as u64,
-        "{stats:?}"
-    );
     assert!(got.len() as u64 <= TOTAL as u64 - stats.publish_dropped + 1);
     assert!(b.redis.stats().reconnects >= 1);
     assert!(b.redis.stats().subscriber_connected);
@@ -441,7 +445,10 @@ async fn cluster_rooms_on_different_shards_use_sharded_pub_sub() {
         recv_in_publisher_order(reader, &["r"], 50).await;
     }
     recv_in_publisher_order(&mut b_blue, &["b"], 50).await;
-    assert_eq!(a.redis.stats().published, 50);
+    eventually("50 published by A", nodes::WAIT, || {
+        a.redis.stats().published == 50
+    })
+    .await;
     assert_eq!(b.redis.stats().received, 50);
     assert_eq!(a.redis.stats().received, 0);
     // Presence works on the cluster too.

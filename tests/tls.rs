@@ -146,7 +146,7 @@ async fn a_stalled_tls_handshake_is_dropped_without_holding_up_others() {
     let cert = cert();
     let server = start(WebSocketService::new(echo), |s| {
         s.tls(tls_config(&cert))
-            .tls_handshake_timeout(Duration::from_secs(2))
+            .tls_handshake_timeout(Duration::from_secs(5))
     })
     .await;
     // One client sends nothing, another the first bytes of a ClientHello.
@@ -160,16 +160,18 @@ async fn a_stalled_tls_handshake_is_dropped_without_holding_up_others() {
     let started = Instant::now();
     let mut tls = tls_connect(server.addr, &cert, &[b"http/1.1"]).await;
     h1_echo(&mut tls).await;
+    // Well under the handshake timeout the stalled ones would cost, with
+    // room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(4),
         "the accept loop waited for the stalled handshakes"
     );
     for (name, tcp) in [
         ("silent", &mut silent),
         ("partial ClientHello", &mut partial),
     ] {
-        let closed = time_to_close(tcp, Duration::from_secs(5)).await;
-        assert!(closed.is_some(), "{name}: still open after 5 s");
+        let closed = time_to_close(tcp, Duration::from_secs(10)).await;
+        assert!(closed.is_some(), "{name}: still open after 10 s");
     }
 }
 

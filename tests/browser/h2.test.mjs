@@ -79,6 +79,11 @@ async function chatAndShutdown(browser, expected) {
     const hop = await page.evaluate(() => performance.getEntries()[0].nextHopProtocol);
     assert.equal(hop, expected.alpn, 'nextHopProtocol of the page');
     // ...and so did its WebSocket: 200 on an HTTP/2 stream, 101 over HTTP/1.1.
+    // DevTools reports the handshake on a session of its own, maybe after
+    // the page saw its socket open.
+    for (const deadline = Date.now() + 5000; page.handshakes.length === 0 && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     assert.equal(page.handshakes.length, 1, 'one WebSocket handshake seen by DevTools');
     assert.equal(page.handshakes[0].status, expected.status, 'WebSocket handshake status');
     assert.match(await page.textContent('#extensions'), /permessage-deflate/);

@@ -97,6 +97,22 @@ after(async () => {
 
 const online = (page) => page.textContent('#whoami');
 
+// Waits until `count` nodes subscribe to `channel` on the Redis at `url`:
+// a node subscribes in the background, and a message published before its
+// subscription is in place never reaches it (Redis pub/sub keeps nothing).
+async function subscribed(url, channel, count) {
+  const port = new URL(url).port;
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const out = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', port, 'PUBSUB', 'NUMSUB', channel],
+      { encoding: 'utf8' });
+    const now = Number((out.stdout || '').trim().split('\n')[1]);
+    if (now >= count) return;
+    if (Date.now() > deadline) assert.fail(`${now} subscribers of ${channel} after 10 s, not ${count}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 test('two demo nodes through Redis form one chat', { skip, timeout: 60000 }, async () => {
   const redis = await startRedis();
   const [one, two] = await Promise.all([startDemo(redis), startDemo(redis)]);
@@ -115,6 +131,9 @@ test('two demo nodes through Redis form one chat', { skip, timeout: 60000 }, asy
     await page.waitForFunction(() => /· 2 online$/.test(document.querySelector('#whoami').textContent),
       null, { timeout: 15000 }).catch(async () => assert.fail(`still ${await online(page)}`));
   }
+
+  // Both nodes listen to the lobby's channel before anything is sent there.
+  await subscribed(redis, 'tower-ws:room:lobby', 2);
 
   // A message crosses from node one to node two, and back.
   await a.fill('#input', 'Hello from node one');

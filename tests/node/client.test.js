@@ -164,7 +164,11 @@ test('large and fragmented messages, close codes both ways with ws', async () =>
     c.send('close 4001 client says bye');
     assert.match(await c.next(), /^close 4001/);
     assert.deepStrictEqual(await c.finish(), ['end']);
-    await new Promise((r) => setTimeout(r, 50));
+    // ws reports the close once its socket closes, which may be after the
+    // client process has exited.
+    for (const deadline = Date.now() + 5000; server.closes.length === 0 && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     assert.deepStrictEqual(server.closes.at(-1), [4001, 'client says bye']);
 
     for (const [code, reason] of [[1001, 'going away'], [4002, 'server says bye']]) {

@@ -28,30 +28,39 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// A standalone server on a free port.
     pub fn start() -> Self {
-        Self::start_on(free_port(), false)
+        Self::start_fresh(false, &[], &[])
     }
 
     /// A cluster-enabled server (no slots yet) on a free port.
     pub fn start_cluster_node() -> Self {
-        Self::start_on(free_port(), true)
+        Self::start_fresh(true, &[], &[])
     }
 
     /// A standalone server on a free port that wants `password`.
     pub fn start_with_password(password: &str) -> Self {
-        Self::spawn(
-            free_port(),
-            false,
-            &["--requirepass", password],
-            &["-a", password],
-        )
+        Self::start_fresh(false, &["--requirepass", password], &["-a", password])
     }
 
     /// A server on `port` (to restart one where it was).
     pub fn start_on(port: u16, cluster: bool) -> Self {
-        Self::spawn(port, cluster, &[], &[])
+        Self::spawn(port, cluster, &[], &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(port: u16, cluster: bool, extra: &[&str], cli_auth: &[&str]) -> Self {
+    /// A server on a free port. A port found free can be taken by another
+    /// process before the server binds it (tests run in parallel): the
+    /// server then exits at once, and a new port is tried.
+    fn start_fresh(cluster: bool, extra: &[&str], cli_auth: &[&str]) -> Self {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::spawn(free_port(), cluster, extra, cli_auth) {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last} (5 ports tried)")
+    }
+
+    fn spawn(port: u16, cluster: bool, extra: &[&str], cli_auth: &[&str]) -> Result<Self, String> {
         let dir =
             std::env::temp_dir().join(format!("tower-ws-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,17 +74,22 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if cluster {
+            // The cluster bus gets a free port of its own: by default it is
+            // the port + 10000, and redis-server refuses to start on a port
+            // above 55535 (a fifth of the ephemeral range).
             command.args([
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
+                "--cluster-port",
+                &free_port().to_string(),
             ]);
         }
         let child = command.spawn().unwrap_or_else(|e| {
             panic!("cannot start redis-server ({e}): run scripts/setup-test-deps.sh or apt-get install redis-server redis-tools")
         });
-        let server = RedisServer {
+        let mut server = RedisServer {
             child: Some(child),
             port,
             dir,
@@ -84,13 +98,21 @@ impl RedisServer {
         };
         let start = Instant::now();
         while server.try_cli(&["PING"]).as_deref() != Some("PONG") {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server on port {port} did not start"
-            );
+            let child = server.child.as_mut().expect("running");
+            if let Ok(Some(status)) = child.try_wait() {
+                // Dropping `server` removes its directory.
+                return Err(format!(
+                    "redis-server on port {port} exited at start ({status}): the port may be taken"
+                ));
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "redis-server on port {port} did not answer PING within 20 s"
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        Ok(server)
     }
 
     pub fn url(&self) -> String {
