@@ -186,9 +186,12 @@ impl Config {
     /// [`is_keepalive_timeout`](crate::Error::is_keepalive_timeout) is true.
     ///
     /// Keepalive runs while the connection is polled: a task waiting in
-    /// `next()` (on the `WebSocket` or its reading half) or sending. This
-    /// is how dead peers (a laptop that went to sleep, a NAT that forgot
-    /// the connection) are found and their memory released.
+    /// `next()` (on the `WebSocket` or its reading half) or sending. An
+    /// answer that came while the task was busy elsewhere, or only sent,
+    /// still counts: at the deadline the connection reads what the
+    /// transport holds before it judges the peer. This is how dead peers
+    /// (a laptop that went to sleep, a NAT that forgot the connection) are
+    /// found and their memory released.
     ///
     /// Default is `None` (no pings): pings a peer did not ask for would
     /// surprise some tests and tools. Servers on the internet should set it

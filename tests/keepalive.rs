@@ -123,6 +123,114 @@ async fn an_answering_peer_stays_connected() {
     assert!(rx.try_recv().is_err(), "the handler saw nothing but pongs");
 }
 
+/// A task that only sends, on the unsplit WebSocket, never waits in
+/// `next()`: the pongs wait unread in the socket. At each pong deadline the
+/// connection reads what is there before it judges the peer.
+#[tokio::test]
+async fn a_task_that_only_sends_keeps_an_answering_peer() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
+        let tx = tx.clone();
+        async move {
+            for i in 0..40 {
+                if let Err(e) = ws.send(Message::text(format!("tick {i}"))).await {
+                    let _ = tx.send(Some(e));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = tx.send(None);
+        }
+    };
+    let addr = serve(WebSocketService::new(handler).config(keepalive())).await;
+    let (mut peer, _) = RawClient::connect(addr, "").await;
+    let (mut ticks, mut pings) = (0, 0);
+    while ticks < 40 {
+        let frame = peer.recv().await.expect("ticks and pings, no close");
+        match frame.opcode {
+            0x1 => ticks += 1,
+            0x9 => {
+                pings += 1;
+                peer.send(true, 0, 0xA, &frame.payload).await;
+            }
+            op => panic!("unexpected opcode {op:#x}: {frame:?}"),
+        }
+    }
+    // 2 s of sending: a ping every 400 ms (interval, then the pong timeout).
+    assert!(pings >= 2, "{pings} pings");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_none(), "the sender failed: {outcome:?}");
+}
+
+/// An application busy elsewhere for longer than the pong timeout, between
+/// two reads: the pong that came meanwhile counts.
+#[tokio::test]
+async fn a_pong_that_came_while_the_application_was_busy_counts() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
+        let tx = tx.clone();
+        async move {
+            // Waits in `next()` until the ping is out (at 200 ms), then is
+            // busy for 600 ms without polling the WebSocket: the pong
+            // deadline (400 ms) passes meanwhile.
+            let waiting = tokio::time::timeout(INTERVAL + INTERVAL / 2, ws.next()).await;
+            assert!(waiting.is_err(), "nothing to read yet: {waiting:?}");
+            tokio::time::sleep(3 * PONG_TIMEOUT).await;
+            loop {
+                let item = ws.next().await;
+                if !matches!(item, Some(Ok(Message::Pong(_)))) {
+                    let _ = tx.send(report(item));
+                    return;
+                }
+            }
+        }
+    };
+    let addr = serve(WebSocketService::new(handler).config(keepalive())).await;
+    let (mut peer, _) = RawClient::connect(addr, "").await;
+    let ping = peer.recv().await.expect("a keepalive ping");
+    assert_eq!(ping.opcode, 0x9);
+    // Answered while the application is busy (it resumes 600 ms after the
+    // ping).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    peer.send(true, 0, 0xA, &ping.payload).await;
+    peer.send(true, 0, 0x1, b"after the pong").await;
+    match seen(&mut rx).await {
+        Seen::Other(m) => assert!(m.contains("after the pong"), "{m}"),
+        other => panic!("the busy application got {other:?}"),
+    }
+}
+
+/// The same for the idle timeout: a message that came while the
+/// application was busy past the idle deadline is activity.
+#[tokio::test]
+async fn a_message_that_came_while_the_application_was_busy_counts_as_activity() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
+        let tx = tx.clone();
+        async move {
+            // Arms the idle timer (300 ms), then is busy for 900 ms.
+            let waiting = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+            assert!(waiting.is_err(), "nothing to read yet: {waiting:?}");
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            let _ = tx.send(report(ws.next().await));
+        }
+    };
+    let config = Config::default()
+        .deflate(None)
+        .idle_timeout(Some(Duration::from_millis(300)));
+    let addr = serve(WebSocketService::new(handler).config(config)).await;
+    let (mut peer, _) = RawClient::connect(addr, "").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    peer.send(true, 0, 0x1, b"sent in time").await;
+    match seen(&mut rx).await {
+        Seen::Other(m) => assert!(m.contains("sent in time"), "{m}"),
+        other => panic!("the busy application got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn the_idle_timeout_closes_with_1001_and_finishes_the_handshake() {
     let config = Config::default()

@@ -5,7 +5,10 @@
 //! connection keeps anyway (bytes received, messages received), compared
 //! when a timer fires. So an idle timeout fires between `idle` and twice
 //! `idle` after the last message, the usual price of a timer that is not
-//! reset per message.
+//! reset per message. The counters may miss input the application has
+//! not read yet (it was busy elsewhere, or only sends): a deadline with
+//! nothing counted asks the connection to read what the transport holds
+//! first ([`Due::Unread`]), and is judged on that.
 //!
 //! A connection with neither timer configured (the default) holds one
 //! empty pointer: the settings and timers are boxed, made when a timer is
@@ -31,6 +34,12 @@ pub(crate) enum Due {
     PongTimeout,
     /// No message for the idle timeout: close with 1001.
     Idle,
+    /// A deadline passed with nothing counted since, but the counters are
+    /// not [`fresh`](Activity::fresh): read what the transport holds
+    /// without waiting, then poll again with fresh counters. (An answer
+    /// may wait unread while the application was busy elsewhere, or only
+    /// sends.)
+    Unread,
 }
 
 /// The counters liveness is judged by, read when a timer fires.
@@ -40,8 +49,11 @@ pub(crate) struct Activity {
     pub(crate) bytes: u64,
     /// Text and binary messages ever received.
     pub(crate) messages: u64,
-    /// Reading is paused (memory budget): an answer may be waiting unread.
+    /// Reading is paused (memory budget, or messages read ahead wait for
+    /// the application): an answer may be waiting unread.
     pub(crate) paused: bool,
+    /// The transport was just read: what it held is counted.
+    pub(crate) fresh: bool,
 }
 
 /// A connection's keepalive: nothing until a timer is configured.
@@ -188,6 +200,7 @@ impl Timers {
                     let sent = fired.checked_sub(self.pong_timeout).unwrap_or(fired);
                     timer.as_mut().reset((sent + interval).max(Instant::now()));
                 }
+                Some(_) if !now.fresh => return Some(Due::Unread),
                 Some(_) => {
                     self.ping_interval = None;
                     self.ping_timer = None;
@@ -206,6 +219,9 @@ impl Timers {
         });
         while timer.as_mut().poll(cx).is_ready() {
             if now.messages == self.messages_at_arm {
+                if !now.fresh {
+                    return Some(Due::Unread);
+                }
                 self.idle_timeout = None;
                 self.idle_timer = None;
                 return Some(Due::Idle);
@@ -233,6 +249,7 @@ mod tests {
             bytes,
             messages,
             paused: false,
+            fresh: true,
         }
     }
 
@@ -270,6 +287,42 @@ mod tests {
         assert_eq!(after(&mut k, 5, 2).await, Some(Due::PongTimeout));
         // Failed once; nothing more is due.
         assert_eq!(after(&mut k, 60, 2).await, None);
+    }
+
+    /// With counters that may miss unread input, a passed deadline asks for
+    /// a read first, and changes nothing until fresh counters come.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_with_stale_counters_asks_for_a_read() {
+        let stale = |bytes, messages| Activity {
+            fresh: false,
+            ..activity(bytes, messages)
+        };
+        let config = Config::default()
+            .ping_interval(Some(Duration::from_secs(10)))
+            .pong_timeout(Duration::from_secs(5));
+        let mut k = Keepalive::new(&config);
+        assert_eq!(poll(&mut k, stale(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(poll(&mut k, stale(0, 0)), Some(Due::Ping));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(poll(&mut k, stale(0, 0)), Some(Due::Unread));
+        assert_eq!(poll(&mut k, stale(0, 0)), Some(Due::Unread));
+        // The read found the pong: answered, the next ping at t = 20.
+        assert_eq!(poll(&mut k, activity(2, 0)), None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(poll(&mut k, stale(2, 0)), Some(Due::Ping));
+
+        // The idle deadline the same way: the first read found a message,
+        // the second nothing.
+        let config = Config::default().idle_timeout(Some(Duration::from_secs(60)));
+        let mut k = Keepalive::new(&config);
+        assert_eq!(poll(&mut k, stale(0, 0)), None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(poll(&mut k, stale(0, 0)), Some(Due::Unread));
+        assert_eq!(poll(&mut k, activity(9, 1)), None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(poll(&mut k, stale(9, 1)), Some(Due::Unread));
+        assert_eq!(poll(&mut k, activity(9, 1)), Some(Due::Idle));
     }
 
     /// A pong timeout set while a ping is out (a hub adopting the

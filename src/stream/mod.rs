@@ -473,14 +473,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         if self.conn.close_sent() || self.done {
             return;
         }
+        let mut fresh = false;
         loop {
             let activity = Activity {
                 bytes: self.obs.received_total(),
                 messages: self.conn.traffic().messages_received,
-                paused: self.account.is_paused(),
+                paused: self.account.is_paused() || !self.conn.wants_read(),
+                fresh,
             };
             match self.keepalive.poll(cx, activity) {
                 None => return,
+                Some(Due::Unread) => {
+                    // Judged on what the peer sent, not on when the
+                    // application last read: a pong (or message) may wait
+                    // in the transport while the application was busy
+                    // elsewhere or only sends.
+                    self.read_ahead(cx);
+                    fresh = true;
+                }
                 Some(Due::Ping) => {
                     let ping = Message::Ping(Bytes::from_static(PING_PAYLOAD));
                     let _ = self.conn.send(ping, &mut self.out);
@@ -502,6 +512,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Reads once what the transport holds, without waiting, and parses it
+    /// ahead of the application (bounded as for a split writer: see
+    /// [`Connection::wants_read`]). End of stream and errors are left for
+    /// the next read to find.
+    fn read_ahead(&mut self, cx: &mut Context<'_>) {
+        if !self.conn.wants_read() {
+            return;
+        }
+        if let Poll::Ready(Ok(true)) = self.poll_read_some(cx) {
+            self.conn.process_input(&mut self.out);
         }
     }
 
