@@ -170,8 +170,9 @@ impl Config {
     }
 
     /// How many received messages may wait for the application while the
-    /// connection reads on its own (to answer pings while only the write half
-    /// is in use). Past this, reading pauses until the application reads.
+    /// connection reads on its own (to answer pings while only the write
+    /// half is in use, or at a keepalive deadline). Past this, reading
+    /// pauses until the application reads.
     ///
     /// Default is 64.
     pub fn max_pending_events(mut self, count: usize) -> Self {
@@ -189,8 +190,11 @@ impl Config {
     /// `next()` (on the `WebSocket` or its reading half) or sending. An
     /// answer that came while the task was busy elsewhere, or only sent,
     /// still counts: at the deadline the connection reads what the
-    /// transport holds before it judges the peer. This is how dead peers
-    /// (a laptop that went to sleep, a NAT that forgot the connection) are
+    /// transport holds (up to [`max_pending_events`](Self::max_pending_events)
+    /// messages, kept for the application) before it judges the peer. A
+    /// task that never reads stops reading once those are full, and its
+    /// peer is then failed at the next deadline. This is how dead peers (a
+    /// laptop that went to sleep, a NAT that forgot the connection) are
     /// found and their memory released.
     ///
     /// Default is `None` (no pings): pings a peer did not ask for would

@@ -142,7 +142,9 @@ async fn a_task_that_only_sends_keeps_an_answering_peer() {
             let _ = tx.send(None);
         }
     };
-    let addr = serve(WebSocketService::new(handler).config(keepalive())).await;
+    // Room for a stall of a loaded machine in answering.
+    let config = keepalive().pong_timeout(Duration::from_millis(500));
+    let addr = serve(WebSocketService::new(handler).config(config)).await;
     let (mut peer, _) = RawClient::connect(addr, "").await;
     let (mut ticks, mut pings) = (0, 0);
     while ticks < 40 {
@@ -156,13 +158,49 @@ async fn a_task_that_only_sends_keeps_an_answering_peer() {
             op => panic!("unexpected opcode {op:#x}: {frame:?}"),
         }
     }
-    // 2 s of sending: a ping every 400 ms (interval, then the pong timeout).
+    // 2 s of sending: a ping every 500 ms (the next ping follows the pong
+    // timeout of the last).
     assert!(pings >= 2, "{pings} pings");
     let outcome = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
         .unwrap();
     assert!(outcome.is_none(), "the sender failed: {outcome:?}");
+}
+
+/// A task that only sends, whose peer filled the messages kept for it and
+/// then went silent: reading stops there, and the peer is still failed.
+#[tokio::test]
+async fn a_task_that_only_sends_still_fails_a_peer_that_went_silent() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
+        let tx = tx.clone();
+        async move {
+            for i in 0..200 {
+                if let Err(e) = ws.send(Message::text(format!("tick {i}"))).await {
+                    let _ = tx.send(Some(e.is_keepalive_timeout()));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let _ = tx.send(None);
+        }
+    };
+    let config = keepalive().max_pending_events(16);
+    let addr = serve(WebSocketService::new(handler).config(config)).await;
+    let (mut peer, _) = RawClient::connect(addr, "").await;
+    for i in 0..40 {
+        peer.send(true, 0, 0x1, format!("unread {i}").as_bytes())
+            .await;
+    }
+    // Reads what comes, answers nothing.
+    let reader = tokio::spawn(async move { while peer.recv().await.is_some() {} });
+    let outcome = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the sender ends within 5 s")
+        .unwrap();
+    assert_eq!(outcome, Some(true), "a keepalive timeout");
+    reader.abort();
 }
 
 /// An application busy elsewhere for longer than the pong timeout, between
@@ -228,6 +266,39 @@ async fn a_message_that_came_while_the_application_was_busy_counts_as_activity()
     match seen(&mut rx).await {
         Seen::Other(m) => assert!(m.contains("sent in time"), "{m}"),
         other => panic!("the busy application got {other:?}"),
+    }
+}
+
+/// A message larger than one read, or a close frame, that came while the
+/// application was busy past the idle deadline: read whole before judging.
+#[tokio::test]
+async fn a_large_message_or_a_close_that_came_while_busy_is_not_idleness() {
+    for (payload, opcode) in [
+        (vec![7u8; 100_000], 0x2),
+        (1000u16.to_be_bytes().to_vec(), 0x8),
+    ] {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
+            let tx = tx.clone();
+            async move {
+                let waiting = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+                assert!(waiting.is_err(), "nothing to read yet: {waiting:?}");
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                let _ = tx.send(report(ws.next().await));
+            }
+        };
+        let config = Config::default()
+            .deflate(None)
+            .idle_timeout(Some(Duration::from_millis(300)));
+        let addr = serve(WebSocketService::new(handler).config(config)).await;
+        let (mut peer, _) = RawClient::connect(addr, "").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peer.send(true, 0, opcode, &payload).await;
+        match (opcode, seen(&mut rx).await) {
+            (0x2, Seen::Other(m)) => assert!(m.starts_with("Binary"), "{m}"),
+            (0x8, Seen::Close) => {}
+            (_, other) => panic!("opcode {opcode:#x}: the busy application got {other:?}"),
+        }
     }
 }
 

@@ -49,8 +49,7 @@ pub(crate) struct Activity {
     pub(crate) bytes: u64,
     /// Text and binary messages ever received.
     pub(crate) messages: u64,
-    /// Reading is paused (memory budget, or messages read ahead wait for
-    /// the application): an answer may be waiting unread.
+    /// Reading is paused (memory budget): an answer may be waiting unread.
     pub(crate) paused: bool,
     /// The transport was just read: what it held is counted.
     pub(crate) fresh: bool,

@@ -478,7 +478,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             let activity = Activity {
                 bytes: self.obs.received_total(),
                 messages: self.conn.traffic().messages_received,
-                paused: self.account.is_paused() || !self.conn.wants_read(),
+                paused: self.account.is_paused(),
                 fresh,
             };
             match self.keepalive.poll(cx, activity) {
@@ -489,6 +489,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     // in the transport while the application was busy
                     // elsewhere or only sends.
                     self.read_ahead(cx);
+                    if self.conn.close_sent() || self.done {
+                        // What was read closed or failed the connection.
+                        return;
+                    }
                     fresh = true;
                 }
                 Some(Due::Ping) => {
@@ -515,16 +519,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         }
     }
 
-    /// Reads once what the transport holds, without waiting, and parses it
-    /// ahead of the application (bounded as for a split writer: see
+    /// Reads what the transport holds, without waiting, and parses it
+    /// ahead of the application, as for a split writer: up to
+    /// `max_pending_events` messages or `max_message_size` bytes (see
     /// [`Connection::wants_read`]). End of stream and errors are left for
     /// the next read to find.
     fn read_ahead(&mut self, cx: &mut Context<'_>) {
-        if !self.conn.wants_read() {
-            return;
-        }
-        if let Poll::Ready(Ok(true)) = self.poll_read_some(cx) {
-            self.conn.process_input(&mut self.out);
+        while self.conn.wants_read() {
+            match self.poll_read_some(cx) {
+                Poll::Ready(Ok(true)) => self.conn.process_input(&mut self.out),
+                _ => return,
+            }
         }
     }
 
