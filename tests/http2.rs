@@ -271,6 +271,89 @@ async fn a_stream_whose_reader_stalls_blocks_only_its_own_sender() {
     assert_eq!(others[0].recv().await.unwrap().payload.len(), big.len());
 }
 
+/// Large messages to a stream whose reader stalled stay in the WebSocket's
+/// own queue (bounded, counted in `buffered_bytes` and the memory budget),
+/// not in hyper's HTTP/2 send buffers, which take any write whole.
+#[tokio::test]
+async fn large_messages_to_a_stalled_stream_stay_in_the_websockets_queue() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let service = WebSocketService::new(move |mut ws: UpgradedWebSocket, _: RequestHead| {
+        let tx = tx.clone();
+        async move {
+            let chunk = bytes::Bytes::from(vec![b'x'; 4 << 20]);
+            let mut sent = 0;
+            loop {
+                let send = ws.send(Message::binary(chunk.clone()));
+                match tokio::time::timeout(Duration::from_millis(500), send).await {
+                    Ok(Ok(())) => sent += chunk.len(),
+                    _ => break,
+                }
+            }
+            let _ = tx.send((sent, ws.buffered_amount()));
+            let _ = ws.next().await;
+        }
+    });
+    let stats = service.clone();
+    let server = start(service, |s| s).await;
+    let h2 = http2::connect(server.addr).await;
+    let _stalled = open_ws(&mut h2.clone(), "/").await;
+    let (sent, queued) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the sender blocks")
+        .unwrap();
+    // The first 4 MiB message is taken (the write high-water mark is
+    // below it) and waits, all but the stream's 64 KiB window and what
+    // hyper holds, in the WebSocket.
+    assert!(sent <= 4 << 20, "{sent} bytes went into a stalled stream");
+    assert!(queued >= (4 << 20) - (256 << 10), "only {queued} B queued");
+    let buffered = stats.stats().buffered_bytes;
+    assert!(
+        buffered >= (4 << 20) - (256 << 10),
+        "the service counts {buffered} B buffered"
+    );
+}
+
+/// A peer that stops reading its HTTP/2 stream cannot hold a closing
+/// WebSocket open past the close timeout: hyper's stream ends only once
+/// it has sent what it took, which needs the peer's flow-control credit.
+#[tokio::test]
+async fn a_stream_that_stops_reading_cannot_hold_a_close_past_the_close_timeout() {
+    for server_closes in [false, true] {
+        let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+        let service = WebSocketService::new(move |mut ws: UpgradedWebSocket, _: RequestHead| {
+            let tx = tx.clone();
+            async move {
+                // More than the client's 64 KiB stream window.
+                let big = Message::binary(vec![0u8; 70 << 10]);
+                let _ = tokio::time::timeout(Duration::from_millis(300), ws.send(big)).await;
+                let _ = tx.send("sent");
+                if server_closes {
+                    let _ = ws.close(tower_ws::CloseCode::NORMAL, "bye").await;
+                } else {
+                    while ws.next().await.is_some() {}
+                }
+                let _ = tx.send("ended");
+            }
+        })
+        .config(tower_ws::Config::default().close_timeout(Duration::from_millis(500)));
+        let server = start(service, |s| s).await;
+        let h2 = http2::connect(server.addr).await;
+        let mut ws = open_ws(&mut h2.clone(), "/").await;
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(first.unwrap(), Some("sent"));
+        if !server_closes {
+            // The client reads nothing, and starts the closing handshake.
+            ws.send_frame(true, 0x8, &1000u16.to_be_bytes());
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(
+            ended.ok().flatten(),
+            Some("ended"),
+            "server closes: {server_closes}; still closing 5 s later, with a 500 ms close timeout"
+        );
+    }
+}
+
 #[tokio::test]
 async fn graceful_shutdown_closes_http1_and_http2_websockets_with_1001() {
     let (service, mut seen) = reporting_echo();

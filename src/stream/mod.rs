@@ -42,6 +42,14 @@ const MAX_HEADER_LEN: usize = 14;
 /// Up to this many buffers go into one vectored write.
 const MAX_IOVECS: usize = 64;
 
+/// The most handed to a multiplexed transport (an HTTP/2 stream) per write.
+/// hyper's HTTP/2 stream takes every write at once, whatever the peer's
+/// flow-control window, into a buffer of its own (about two per stream):
+/// written whole, a large message would sit there, outside this
+/// connection's output queue, its write high-water mark and the memory
+/// budget. One HTTP/2 DATA frame's worth (the default maximum frame size).
+const MULTIPLEXED_WRITE_MAX: usize = 16 << 10;
+
 /// A WebSocket connection over an async transport.
 ///
 /// Read messages through [`Stream`] (`next()` from `futures::StreamExt`) and
@@ -609,7 +617,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 let count = self.out.chunks_vectored(&mut slices);
                 ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))
             } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, self.out.chunk()))
+                let chunk = self.out.chunk();
+                let chunk = &chunk[..chunk.len().min(self.write_max())];
+                ready!(Pin::new(&mut self.io).poll_write(cx, chunk))
             }
             .map_err(Error::io)?;
             if n == 0 {
@@ -621,6 +631,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         ready!(Pin::new(&mut self.io).poll_flush(cx)).map_err(Error::io)?;
         self.flush_owed = false;
         Poll::Ready(Ok(()))
+    }
+
+    /// The most handed to the transport per write.
+    #[inline]
+    fn write_max(&self) -> usize {
+        if self.multiplexed {
+            MULTIPLEXED_WRITE_MAX
+        } else {
+            usize::MAX
+        }
     }
 
     /// Reads once from the transport into the engine. `Ok(false)` is EOF.
@@ -934,7 +954,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             let write = poll_fn(|cx| {
                 if let Some(frame) = frame {
                     while written < frame.len() {
-                        let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[written..]))
+                        let end = written + (frame.len() - written).min(self.write_max());
+                        let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[written..end]))
                             .map_err(Error::io)?;
                         if n == 0 {
                             return Poll::Ready(Err(Error::io(
@@ -1090,7 +1111,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 ready!(self.poll_drain(cx));
             }
             // A failed shutdown means the peer is gone: nothing left to do.
-            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            // One that does not finish is bounded by the close timeout too:
+            // hyper's HTTP/2 stream ends only once it has sent what it took,
+            // which needs flow-control credit from the peer, and a peer that
+            // does not read gives none (nor does the write before notice:
+            // hyper takes writes before it sends them).
+            if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+                ready!(self.poll_deadline(cx));
+                self.shutdown = true;
+                return Poll::Ready(Ok(()));
+            }
             self.shutdown = true;
         }
         if self.multiplexed || (!client && !self.conn.close_received()) {
