@@ -457,3 +457,72 @@ async fn cluster_rooms_on_different_shards_use_sharded_pub_sub() {
     })
     .await;
 }
+
+/// Redis full at `maxmemory` (policy `noeviction`) refuses writes with
+/// `-OOM` but still carries pub/sub. Presence writes fail every heartbeat;
+/// that must not tear down the publisher connection, or every broadcast
+/// is dropped and the other nodes' users never see them.
+#[tokio::test]
+async fn a_full_redis_refusing_writes_still_carries_broadcasts() {
+    let server = RedisServer::start();
+    let a = node(RedisConfig::new(server.url())).await;
+    let b = node(RedisConfig::new(server.url())).await;
+    let mut a1 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    subscribers(&server, "tower-ws:all", 2).await;
+    eventually("A publishes", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    // Redis is full (noeviction): writes fail with -OOM, PUBLISH still works.
+    server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    assert_eq!(server.cli(&["PUBLISH", "x", "y"]), "0");
+    // A few heartbeats with presence refused.
+    tokio::time::sleep(HEARTBEAT * 3).await;
+    const N: usize = 30;
+    for i in 0..N {
+        send(&mut a1, &format!("all m{i}")).await;
+        assert_eq!(recv(&mut a1).await, format!("m{i}"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..N {
+        assert_eq!(
+            recv(&mut b1).await,
+            format!("m{i}"),
+            "A: {:?}",
+            a.redis.stats()
+        );
+    }
+    let stats = a.redis.stats();
+    assert!(stats.publisher_connected, "{stats:?}");
+    assert_eq!(
+        (stats.publish_dropped, stats.reconnects),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.redis_errors > 0, "presence refused: {stats:?}");
+}
+
+/// A command the subscriber sends refused by Redis (here `PING`, denied by
+/// the ACL; `-LOADING` after a restart does the same) is an answer, not a
+/// lost connection: the subscriber must not reconnect every heartbeat,
+/// losing the messages published meanwhile.
+#[tokio::test]
+async fn a_refused_ping_does_not_reconnect_the_subscriber() {
+    let server = RedisServer::start();
+    let a = node(RedisConfig::new(server.url())).await;
+    let b = node(RedisConfig::new(server.url())).await;
+    let mut a1 = connect(a.addr, None).await;
+    let mut b1 = connect(b.addr, None).await;
+    subscribers(&server, "tower-ws:all", 2).await;
+    server.cli(&["ACL", "SETUSER", "default", "-ping"]);
+    tokio::time::sleep(HEARTBEAT * 5).await;
+    let stats = b.redis.stats();
+    assert_eq!(stats.reconnects, 0, "{stats:?}");
+    assert!(
+        stats.subscriber_connected && stats.redis_errors > 0,
+        "{stats:?}"
+    );
+    send(&mut a1, "all still here").await;
+    assert_eq!(recv(&mut b1).await, "still here");
+}

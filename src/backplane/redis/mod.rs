@@ -38,6 +38,13 @@
 //! be published (queue full, Redis away or slower than
 //! [`RedisConfig::response_timeout`]) is dropped and counted in
 //! [`RedisStats`]. Nothing here panics or grows without bound.
+//!
+//! Redis refusing a command on a working connection (`-OOM` when full at
+//! `maxmemory` with `noeviction`, `-LOADING`, `-READONLY`, `-NOPERM`) is not
+//! a lost connection: nothing is reconnected and pub/sub, which Redis still
+//! serves, goes on. Presence and refused subscriptions are tried again at
+//! the next heartbeat; each refusal is counted in
+//! [`RedisStats::redis_errors`].
 
 mod config;
 mod conn;
@@ -110,6 +117,7 @@ struct Counters {
     received: AtomicU64,
     receive_dropped: AtomicU64,
     reconnects: AtomicU64,
+    redis_errors: AtomicU64,
     publisher_up: AtomicBool,
     subscriber_up: AtomicBool,
     subscriptions: AtomicUsize,
@@ -130,6 +138,14 @@ pub struct RedisStats {
     pub receive_dropped: u64,
     /// Connections re-established after a loss (publisher and subscriber).
     pub reconnects: u64,
+    /// Commands Redis answered with an error on a working connection:
+    /// `-OOM` (at `maxmemory` with `noeviction`), `-LOADING`, `-READONLY`,
+    /// `-NOPERM`... These do not cost the connection: the command is tried
+    /// again at the next heartbeat (presence, subscriptions) or the message
+    /// is dropped and counted in `publish_dropped` (a refused publish). If
+    /// this grows, look at the Redis server's state and the ACL of the
+    /// backplane's user.
+    pub redis_errors: u64,
     /// Whether the publisher connection is up.
     pub publisher_connected: bool,
     /// Whether the subscriber connection is up.
@@ -210,6 +226,7 @@ impl RedisBackplane {
             received: s.received.load(Ordering::Relaxed),
             receive_dropped: s.receive_dropped.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
+            redis_errors: s.redis_errors.load(Ordering::Relaxed),
             publisher_connected: s.publisher_up.load(Ordering::Relaxed),
             subscriber_connected: s.subscriber_up.load(Ordering::Relaxed),
             subscriptions: s.subscriptions.load(Ordering::Relaxed),

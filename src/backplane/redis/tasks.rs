@@ -20,6 +20,16 @@ use super::{Inner, Remote, lock, wire};
 /// Messages handed to Redis in one round trip at most.
 const BATCH: usize = 64;
 
+/// Whether `error` means the connection itself is gone (I/O error, time
+/// out, or an error redis-rs says only a new connection cures), as opposed
+/// to Redis refusing one command (`-OOM` at `maxmemory`, `-LOADING`,
+/// `-READONLY`, `-NOPERM`...) on a connection that still works. Only the
+/// former tears a connection down: reconnecting cures nothing when Redis
+/// answers, and would drop what the connection still carries.
+fn connection_lost(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_timeout() || error.is_unrecoverable_error()
+}
+
 /// A random id for this node.
 pub(super) fn random_node_id() -> u64 {
     RandomState::new().hash_one((std::process::id(), SystemTime::now()))
@@ -124,9 +134,13 @@ pub(super) async fn subscriber(
         let mut ping = interval(config.heartbeat);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut dirty = true;
+        let mut incomplete = false;
         loop {
-            if dirty && sync(&inner, &mut conn, &mut subscribed).await.is_err() {
-                break;
+            if dirty {
+                match sync(&inner, &mut conn, &mut subscribed).await {
+                    Ok(complete) => incomplete = !complete,
+                    Err(_) => break,
+                }
             }
             dirty = false;
             tokio::select! {
@@ -135,9 +149,17 @@ pub(super) async fn subscriber(
                 () = inner.wanted_changed.notified() => dirty = true,
                 _ = ping.tick() => {
                     let ping = redis::cmd("PING");
-                    if conn.query::<Value>(&ping).await.is_err() {
-                        break;
+                    if let Err(error) = conn.query::<Value>(&ping).await {
+                        if connection_lost(&error) {
+                            break;
+                        }
+                        // Redis answered (with an error: loading, say):
+                        // the connection is alive.
+                        refused(&inner, "PING", &error);
                     }
+                    // Channels Redis refused are tried again once per
+                    // heartbeat.
+                    dirty = dirty || incomplete;
                 }
                 push = pushes.recv() => {
                     let Some(push) = push else { return };
@@ -162,26 +184,55 @@ pub(super) async fn subscriber(
 }
 
 /// Subscribes to the channels wanted and not yet subscribed, and
-/// unsubscribes from those no longer wanted.
+/// unsubscribes from those no longer wanted. `Ok(false)` when Redis refused
+/// some of it (the connection is fine: try again later); an error only when
+/// the connection is lost.
 async fn sync(
     inner: &Inner,
     conn: &mut Conn,
     subscribed: &mut HashSet<String>,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<bool> {
     let wanted = lock(&inner.wanted).clone();
     let add: Vec<String> = wanted.difference(subscribed).cloned().collect();
     let remove: Vec<String> = subscribed.difference(&wanted).cloned().collect();
+    let mut complete = true;
     for channel in add {
-        conn.subscribe(&channel).await?;
-        subscribed.insert(channel);
+        match conn.subscribe(&channel).await {
+            Ok(()) => {
+                subscribed.insert(channel);
+            }
+            Err(error) if connection_lost(&error) => return Err(error),
+            Err(error) => {
+                refused(inner, "SUBSCRIBE", &error);
+                complete = false;
+            }
+        }
     }
     for channel in remove {
-        conn.unsubscribe(&channel).await?;
-        subscribed.remove(&channel);
+        match conn.unsubscribe(&channel).await {
+            Ok(()) => {
+                subscribed.remove(&channel);
+            }
+            Err(error) if connection_lost(&error) => return Err(error),
+            Err(error) => {
+                refused(inner, "UNSUBSCRIBE", &error);
+                complete = false;
+            }
+        }
     }
     let count = subscribed.len();
     inner.stats.subscriptions.store(count, Ordering::Relaxed);
-    Ok(())
+    Ok(complete)
+}
+
+/// Counts (and logs, with the `tracing` feature) a command Redis refused
+/// on a connection that still works.
+fn refused(inner: &Inner, command: &str, error: &redis::RedisError) {
+    inner.stats.redis_errors.fetch_add(1, Ordering::Relaxed);
+    #[cfg(feature = "tracing")]
+    tracing::warn!(%error, "Redis refused {command}; the backplane tries again later");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (command, error);
 }
 
 /// Delivers a pushed message locally, unless it is our own; false when the
@@ -238,7 +289,7 @@ pub(super) async fn publisher(
         }
         let sent = match link.get() {
             Some(mut conn) => {
-                let (sent, ok) = publish(&mut conn, &batch).await;
+                let (sent, ok) = publish(&inner, &mut conn, &batch).await;
                 if !ok {
                     link.lost(&inner);
                 }
@@ -253,18 +304,22 @@ pub(super) async fn publisher(
 }
 
 /// Publishes `batch`; returns how many went out and whether the
-/// connection is still good.
-async fn publish(conn: &mut Conn, batch: &[(String, Bytes)]) -> (usize, bool) {
+/// connection is still good. A message Redis refuses (`-NOPERM`, say) is
+/// dropped; only a lost connection ends the batch.
+async fn publish(inner: &Inner, conn: &mut Conn, batch: &[(String, Bytes)]) -> (usize, bool) {
     if conn.is_cluster() {
         // Channels live on different shards: one command each, in order.
-        for (sent, (channel, payload)) in batch.iter().enumerate() {
+        let mut sent = 0;
+        for (channel, payload) in batch {
             let mut cmd = redis::cmd("SPUBLISH");
             cmd.arg(channel).arg(payload.as_ref());
-            if conn.query::<Value>(&cmd).await.is_err() {
-                return (sent, false);
+            match conn.query::<Value>(&cmd).await {
+                Ok(_) => sent += 1,
+                Err(error) if connection_lost(&error) => return (sent, false),
+                Err(error) => refused(inner, "SPUBLISH", &error),
             }
         }
-        return (batch.len(), true);
+        return (sent, true);
     }
     let mut pipe = redis::pipe();
     for (channel, payload) in batch {
@@ -275,7 +330,14 @@ async fn publish(conn: &mut Conn, batch: &[(String, Bytes)]) -> (usize, bool) {
     }
     match conn.pipeline::<()>(&pipe).await {
         Ok(()) => (batch.len(), true),
-        Err(_) => (0, false),
+        Err(error) if connection_lost(&error) => (0, false),
+        Err(error) => {
+            refused(inner, "PUBLISH", &error);
+            let failed = error
+                .into_server_errors()
+                .map_or(batch.len(), |failed| failed.len());
+            (batch.len().saturating_sub(failed), true)
+        }
     }
 }
 
@@ -293,6 +355,8 @@ pub(super) async fn heartbeat(
     let mut backoff = config.reconnect_min;
     let mut next_attempt = Instant::now();
     let mut connected_before = false;
+    // When the other nodes' counts were last read.
+    let mut read_at = Instant::now();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -321,10 +385,24 @@ pub(super) async fn heartbeat(
             },
         };
         match presence(&inner, &mut conn).await {
-            Ok(remote) => *lock(&inner.remote) = remote,
-            Err(_) => {
+            Ok(remote) => {
+                *lock(&inner.remote) = remote;
+                read_at = Instant::now();
+            }
+            Err(error) if connection_lost(&error) => {
                 *lock(&inner.remote) = Remote::default();
                 link.lost(&inner);
+            }
+            Err(error) => {
+                // Redis answers but refuses (loading, read-only...): the
+                // connection, which publishing shares, stays. The counts
+                // last read are kept as long as the other nodes' own
+                // would live, then this node counts only its members.
+                // Tried again next heartbeat.
+                refused(&inner, "presence", &error);
+                if read_at.elapsed() > config.presence_ttl {
+                    *lock(&inner.remote) = Remote::default();
+                }
             }
         }
     }
@@ -359,7 +437,18 @@ async fn presence(inner: &Inner, conn: &mut Conn) -> redis::RedisResult<Remote> 
     pipe.pexpire(&my_key, ttl).ignore();
     pipe.sadd(&nodes_key, &me).ignore();
     pipe.smembers(&nodes_key);
-    let (nodes,): (Vec<String>,) = conn.pipeline(&pipe).await?;
+    let nodes: Vec<String> = match conn.pipeline::<(Vec<String>,)>(&pipe).await {
+        Ok((nodes,)) => nodes,
+        Err(error) if connection_lost(&error) => return Err(error),
+        Err(error) => {
+            // Refused (out of memory at `maxmemory`, say): this node's
+            // counts expire, but the others' can still be read.
+            refused(inner, "presence", &error);
+            let mut smembers = redis::cmd("SMEMBERS");
+            smembers.arg(&nodes_key);
+            conn.query(&smembers).await?
+        }
+    };
 
     let others: Vec<String> = nodes.into_iter().filter(|node| *node != me).collect();
     let mut remote = Remote::default();
@@ -387,7 +476,13 @@ async fn presence(inner: &Inner, conn: &mut Conn) -> redis::RedisResult<Remote> 
     if !gone.is_empty() {
         let mut srem = redis::cmd("SREM");
         srem.arg(&nodes_key).arg(gone);
-        conn.query::<Value>(&srem).await?;
+        // Housekeeping: a refusal (read-only replica, say) is no reason to
+        // discard the counts just read.
+        if let Err(error) = conn.query::<Value>(&srem).await {
+            if connection_lost(&error) {
+                return Err(error);
+            }
+        }
     }
     Ok(remote)
 }
