@@ -526,3 +526,43 @@ async fn a_refused_ping_does_not_reconnect_the_subscriber() {
     send(&mut a1, "all still here").await;
     assert_eq!(recv(&mut b1).await, "still here");
 }
+
+/// Moving a room channel's slot to another shard (resharding, rebalancing)
+/// makes Redis 7 unsubscribe the old shard's subscribers itself, with a
+/// `sunsubscribe` push. The nodes must subscribe again, on the new owner;
+/// otherwise the room's members on other nodes never hear from it again.
+#[tokio::test]
+async fn a_cluster_slot_migration_does_not_cut_a_room_off() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let urls = [cluster.nodes[0].url()];
+    let a = node(RedisConfig::cluster(urls.clone())).await;
+    let b = node(RedisConfig::cluster(urls)).await;
+    let mut a_red = connect(a.addr, Some("red")).await;
+    let mut b_red = connect(b.addr, Some("red")).await;
+    let channel = "tower-ws:room:red";
+    let owner = cluster.owner(channel);
+    subscribers(owner, channel, 2).await;
+    send(&mut a_red, "room red before").await;
+    assert_eq!(recv(&mut a_red).await, "before");
+    assert_eq!(recv(&mut b_red).await, "before");
+
+    // Move the (empty) slot of the room's channel to another shard, as a
+    // resharding does: the new owner first, then the old, then the rest.
+    let slot = owner.cli(&["CLUSTER", "KEYSLOT", channel]);
+    let target = cluster.nodes.iter().find(|n| n.port != owner.port).unwrap();
+    let target_id = target.cli(&["CLUSTER", "MYID"]);
+    let setslot = ["CLUSTER", "SETSLOT", &slot, "NODE", &target_id];
+    target.cli(&setslot);
+    owner.cli(&setslot);
+    for n in &cluster.nodes {
+        n.cli(&setslot);
+    }
+    // Both nodes subscribe again, on the new owner.
+    subscribers(target, channel, 2).await;
+    assert_eq!(owner.subscribers(channel), 0);
+    send(&mut a_red, "room red after").await;
+    assert_eq!(recv(&mut a_red).await, "after");
+    assert_eq!(recv(&mut b_red).await, "after");
+}

@@ -163,11 +163,19 @@ pub(super) async fn subscriber(
                 }
                 push = pushes.recv() => {
                     let Some(push) = push else { return };
-                    let mut alive = deliver(&inner, push);
+                    let mut pushed = vec![push];
                     // Deliver what else is waiting before looking around again.
                     for _ in 0..BATCH {
                         let Ok(push) = pushes.try_recv() else { break };
-                        alive = alive && deliver(&inner, push);
+                        pushed.push(push);
+                    }
+                    let mut alive = true;
+                    for push in pushed {
+                        match deliver(&inner, push, &mut subscribed) {
+                            Pushed::Handled => {}
+                            Pushed::Unsubscribed => dirty = true,
+                            Pushed::Lost => alive = false,
+                        }
                     }
                     if !alive {
                         break;
@@ -235,38 +243,63 @@ fn refused(inner: &Inner, command: &str, error: &redis::RedisError) {
     let _ = (command, error);
 }
 
-/// Delivers a pushed message locally, unless it is our own; false when the
-/// push says the connection is lost.
-fn deliver(inner: &Inner, push: PushInfo) -> bool {
+/// What a push from Redis meant to the subscriber.
+enum Pushed {
+    /// Delivered, or nothing to do.
+    Handled,
+    /// Redis dropped a subscription of ours: subscribe again.
+    Unsubscribed,
+    /// The connection is lost.
+    Lost,
+}
+
+/// Delivers a pushed message locally, unless it is our own. An
+/// unsubscription this node did not ask for (Redis 7 sends one to every
+/// subscriber of a shard channel whose slot moved to another shard) takes
+/// the channel out of `subscribed`, so that [`sync`] subscribes to it
+/// again, on the shard that owns it now; otherwise the room would be cut
+/// off for good.
+fn deliver(inner: &Inner, push: PushInfo, subscribed: &mut HashSet<String>) -> Pushed {
     match push.kind {
-        PushKind::Disconnection => return false,
+        PushKind::Disconnection => return Pushed::Lost,
         PushKind::Message | PushKind::SMessage => {}
-        _ => return true,
+        PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+            // Our own unsubscriptions were taken out of `subscribed` when
+            // made; one subscribed again since is merely subscribed twice.
+            if let Some(Value::BulkString(channel)) = push.data.first() {
+                let channel = String::from_utf8_lossy(channel);
+                if subscribed.remove(channel.as_ref()) {
+                    return Pushed::Unsubscribed;
+                }
+            }
+            return Pushed::Handled;
+        }
+        _ => return Pushed::Handled,
     }
     let mut data = push.data.into_iter();
     let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
         (data.next(), data.next())
     else {
-        return true;
+        return Pushed::Handled;
     };
     let Ok(channel) = std::str::from_utf8(&channel) else {
-        return true;
+        return Pushed::Handled;
     };
     let Some(topic) = wire::topic(&inner.config.prefix, channel) else {
-        return true;
+        return Pushed::Handled;
     };
     let Some(decoded) = wire::decode(Bytes::from(payload)) else {
-        return true;
+        return Pushed::Handled;
     };
     if decoded.origin == inner.node {
         // Our own broadcast: delivered locally when it was sent.
-        return true;
+        return Pushed::Handled;
     }
     inner.stats.received.fetch_add(1, Ordering::Relaxed);
     if let Some(local) = inner.local.get() {
         local.deliver(topic, decoded.message);
     }
-    true
+    Pushed::Handled
 }
 
 /// Publishes what the handlers queued, in order, a batch per round trip.
