@@ -566,3 +566,33 @@ async fn a_cluster_slot_migration_does_not_cut_a_room_off() {
     assert_eq!(recv(&mut a_red).await, "after");
     assert_eq!(recv(&mut b_red).await, "after");
 }
+
+/// Redis disconnects a subscriber whose output buffer passes 32 MB (its
+/// default `client-output-buffer-limit pubsub`): one broadcast that large
+/// would cut off every node's subscriber, and the other nodes' users would
+/// lose what is broadcast until they reconnect. Over
+/// `RedisConfig::max_payload` (1 MiB by default), a broadcast stays on its
+/// node and is counted; Redis never sees it.
+#[tokio::test]
+async fn a_broadcast_over_max_payload_stays_off_redis() {
+    let server = RedisServer::start();
+    let a = node(RedisConfig::new(server.url())).await;
+    let b = node(RedisConfig::new(server.url())).await;
+    let mut b1 = connect(b.addr, None).await;
+    subscribers(&server, "tower-ws:all", 1).await;
+    eventually("A publishes", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    let huge = tower_ws::Message::binary(vec![7u8; 33 << 20]);
+    a.hub.clients().broadcast(huge);
+    a.hub.clients().broadcast("after");
+    assert_eq!(recv(&mut b1).await, "after");
+    eventually("A published the small one", nodes::WAIT, || {
+        a.redis.stats().published == 1
+    })
+    .await;
+    let stats = a.redis.stats();
+    assert_eq!((stats.publish_dropped, stats.publish_too_large), (1, 1));
+    assert_eq!(b.redis.stats().reconnects, 0, "{:?}", b.redis.stats());
+}

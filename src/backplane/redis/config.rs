@@ -27,6 +27,7 @@ pub struct RedisConfig {
     pub(super) prefix: String,
     pub(super) publish_queue: usize,
     pub(super) receive_queue: usize,
+    pub(super) max_payload: usize,
     pub(super) heartbeat: Duration,
     pub(super) presence_ttl: Duration,
     pub(super) reconnect_min: Duration,
@@ -48,6 +49,7 @@ impl RedisConfig {
             prefix: "tower-ws:".into(),
             publish_queue: 1024,
             receive_queue: 4096,
+            max_payload: 1 << 20,
             heartbeat: Duration::from_secs(1),
             presence_ttl: Duration::from_secs(3),
             reconnect_min: Duration::from_millis(100),
@@ -131,6 +133,26 @@ impl RedisConfig {
     /// Default is 4096.
     pub fn receive_queue(mut self, messages: usize) -> Self {
         self.receive_queue = messages.max(1);
+        self
+    }
+
+    /// The largest broadcast (WebSocket payload, in bytes) sent through
+    /// Redis. A larger one still reaches this node's clients, but not the
+    /// other nodes': it is dropped and counted in
+    /// [`RedisStats::publish_too_large`](super::RedisStats::publish_too_large)
+    /// (and in `publish_dropped`).
+    ///
+    /// Redis copies each message into every subscriber's output buffer,
+    /// and by default (`client-output-buffer-limit pubsub 32mb 8mb 60`)
+    /// disconnects a subscriber whose buffer passes 32 MB, or stays over
+    /// 8 MB for a minute. One broadcast over 32 MB would cut every node's
+    /// subscriber off, and with it everything the other nodes publish
+    /// until they reconnect. Keep this well under that limit (and under
+    /// Redis's if you changed it); raise both together.
+    ///
+    /// Default is 1 MiB.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
         self
     }
 

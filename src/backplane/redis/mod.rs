@@ -37,7 +37,10 @@
 //! Publishing never waits: broadcasts join a bounded queue, and what cannot
 //! be published (queue full, Redis away or slower than
 //! [`RedisConfig::response_timeout`]) is dropped and counted in
-//! [`RedisStats`]. Nothing here panics or grows without bound.
+//! [`RedisStats`]. So is a broadcast larger than
+//! [`RedisConfig::max_payload`] (1 MiB), which would overflow Redis's
+//! output buffer for subscribers. Nothing here panics or grows without
+//! bound.
 //!
 //! Redis refusing a command on a working connection (`-OOM` when full at
 //! `maxmemory` with `noeviction`, `-LOADING`, `-READONLY`, `-NOPERM`) is not
@@ -114,6 +117,7 @@ struct Remote {
 struct Counters {
     published: AtomicU64,
     publish_dropped: AtomicU64,
+    publish_too_large: AtomicU64,
     received: AtomicU64,
     receive_dropped: AtomicU64,
     reconnects: AtomicU64,
@@ -130,8 +134,14 @@ pub struct RedisStats {
     /// Messages published to Redis (one per broadcast).
     pub published: u64,
     /// Broadcasts that could not be published: queue full, Redis away or
-    /// too slow. The other nodes missed them.
+    /// too slow, refused, or larger than
+    /// [`RedisConfig::max_payload`]. The other nodes missed them.
     pub publish_dropped: u64,
+    /// Of `publish_dropped`, the broadcasts larger than
+    /// [`RedisConfig::max_payload`], kept off Redis so as not to overflow
+    /// its subscribers' output buffers. Raise the limit (and Redis's
+    /// `client-output-buffer-limit pubsub`) or send less.
+    pub publish_too_large: u64,
     /// Messages from other nodes received and delivered locally.
     pub received: u64,
     /// Messages from other nodes dropped because the receive queue was full.
@@ -223,6 +233,7 @@ impl RedisBackplane {
         RedisStats {
             published: s.published.load(Ordering::Relaxed),
             publish_dropped: s.publish_dropped.load(Ordering::Relaxed),
+            publish_too_large: s.publish_too_large.load(Ordering::Relaxed),
             received: s.received.load(Ordering::Relaxed),
             receive_dropped: s.receive_dropped.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
@@ -241,6 +252,16 @@ impl Backplane for RedisBackplane {
 
     fn publish(&self, topic: Topic<'_>, msg: &Message) {
         let inner = &self.inner;
+        if msg.as_payload().len() > inner.config.max_payload {
+            // Over Redis's pub/sub output-buffer limit, it would disconnect
+            // every node's subscriber.
+            inner
+                .stats
+                .publish_too_large
+                .fetch_add(1, Ordering::Relaxed);
+            inner.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
         let Some(payload) = wire::encode(inner.node, seq, msg) else {
             return;
