@@ -596,3 +596,33 @@ async fn a_broadcast_over_max_payload_stays_off_redis() {
     assert_eq!((stats.publish_dropped, stats.publish_too_large), (1, 1));
     assert_eq!(b.redis.stats().reconnects, 0, "{:?}", b.redis.stats());
 }
+
+/// A publish that times out on a publisher connection the heartbeat has
+/// already replaced must not drop the new one: that costs a needless
+/// reconnect and the broadcasts of a heartbeat. Redis pauses writes
+/// (`CLIENT PAUSE WRITE`) for 2 s with a 1 s response timeout: presence
+/// times out first and the heartbeat opens a new connection (the pause
+/// lets it connect); a broadcast sent 600 ms in times out on the old
+/// connection after that.
+#[tokio::test]
+async fn a_stale_publish_error_does_not_drop_the_new_publisher_connection() {
+    let server = RedisServer::start();
+    let config = RedisConfig::new(server.url()).response_timeout(Duration::from_secs(1));
+    let a = node(config).await;
+    eventually("A publishes", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    server.cli(&["CLIENT", "PAUSE", "2000", "WRITE"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.hub.clients().broadcast("into the pause");
+    // Past the pause, the stale timeout and a few heartbeats.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let stats = a.redis.stats();
+    assert!(stats.publisher_connected, "{stats:?}");
+    assert_eq!(
+        (stats.reconnects, stats.publish_dropped),
+        (1, 1),
+        "one reconnect (after presence timed out), one broadcast lost: {stats:?}"
+    );
+}

@@ -69,22 +69,40 @@ impl AsyncPushSender for PushQueue {
 /// (which opens it again when it is lost).
 #[derive(Default)]
 pub(super) struct Link {
-    conn: Mutex<Option<Conn>>,
+    state: Mutex<LinkState>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    conn: Option<Conn>,
+    /// Which connection `conn` is: one more each time one is set.
+    generation: u64,
 }
 
 impl Link {
-    fn get(&self) -> Option<Conn> {
-        lock(&self.conn).clone()
+    /// The connection and its generation, to hand to [`lost`](Self::lost).
+    fn get(&self) -> Option<(u64, Conn)> {
+        let state = lock(&self.state);
+        state.conn.clone().map(|conn| (state.generation, conn))
     }
 
-    fn set(&self, inner: &Inner, conn: Conn) {
-        *lock(&self.conn) = Some(conn);
+    /// Sets a new connection; returns its generation.
+    fn set(&self, inner: &Inner, conn: Conn) -> u64 {
+        let mut state = lock(&self.state);
+        state.conn = Some(conn);
+        state.generation += 1;
         inner.stats.publisher_up.store(true, Ordering::Relaxed);
+        state.generation
     }
 
-    fn lost(&self, inner: &Inner) {
-        lock(&self.conn).take();
-        inner.stats.publisher_up.store(false, Ordering::Relaxed);
+    /// Connection `generation` is lost. An error from a connection already
+    /// replaced (a publish that timed out on it while the heartbeat opened
+    /// a new one) leaves the new one alone.
+    fn lost(&self, inner: &Inner, generation: u64) {
+        let mut state = lock(&self.state);
+        if state.generation == generation && state.conn.take().is_some() {
+            inner.stats.publisher_up.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -321,10 +339,10 @@ pub(super) async fn publisher(
             return;
         }
         let sent = match link.get() {
-            Some(mut conn) => {
+            Some((generation, mut conn)) => {
                 let (sent, ok) = publish(&inner, &mut conn, &batch).await;
                 if !ok {
-                    link.lost(&inner);
+                    link.lost(&inner, generation);
                 }
                 sent
             }
@@ -395,18 +413,18 @@ pub(super) async fn heartbeat(
             _ = stop.changed() => break,
             _ = tick.tick() => {}
         }
-        let mut conn = match link.get() {
-            Some(conn) => conn,
+        let (generation, mut conn) = match link.get() {
+            Some(link) => link,
             None if Instant::now() < next_attempt => continue,
             None => match target.connect(config, None::<PushQueue>).await {
                 Ok(conn) => {
-                    link.set(&inner, conn.clone());
+                    let generation = link.set(&inner, conn.clone());
                     if connected_before {
                         inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     connected_before = true;
                     backoff = config.reconnect_min;
-                    conn
+                    (generation, conn)
                 }
                 Err(_) => {
                     // Alone until Redis is back: count only our members.
@@ -424,7 +442,7 @@ pub(super) async fn heartbeat(
             }
             Err(error) if connection_lost(&error) => {
                 *lock(&inner.remote) = Remote::default();
-                link.lost(&inner);
+                link.lost(&inner, generation);
             }
             Err(error) => {
                 // Redis answers but refuses (loading, read-only...): the
@@ -440,7 +458,7 @@ pub(super) async fn heartbeat(
         }
     }
     // Stopping: take this node's counts out now rather than at expiry.
-    if let Some(mut conn) = link.get() {
+    if let Some((_, mut conn)) = link.get() {
         let prefix = &config.prefix;
         let mut pipe = redis::pipe();
         let me = wire::node_name(inner.node);
