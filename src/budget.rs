@@ -31,7 +31,8 @@
 //!   queue bound deals with slow ones).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -139,6 +140,10 @@ pub(crate) struct Budget {
     exhausted: AtomicBool,
     /// Readers paused by the budget wait on it.
     room: Arc<Notify>,
+    /// One more than the total at or below which a large frame refused
+    /// for lack of room would fit (0: none waits): a release that brings
+    /// the total there wakes the paused readers, however small it is.
+    wake_below: AtomicUsize,
     holders: Mutex<Registry>,
     reaper_running: AtomicBool,
     closes: AtomicU64,
@@ -184,6 +189,7 @@ impl Budget {
             used: AtomicUsize::new(0),
             exhausted: AtomicBool::new(false),
             room: Arc::new(Notify::new()),
+            wake_below: AtomicUsize::new(0),
             holders: Mutex::default(),
             reaper_running: AtomicBool::new(false),
             closes: AtomicU64::new(0),
@@ -230,16 +236,28 @@ impl Budget {
     /// Charges `bytes` only if they fit (or the budget is nearly empty, so
     /// a message larger than the whole budget still gets through alone).
     fn try_charge(self: &Arc<Self>, bytes: usize) -> bool {
-        let fits = self
-            .used
-            .fetch_update(Relaxed, Relaxed, |used| {
-                (used + bytes <= self.limit || used <= self.limit / 8).then_some(used + bytes)
-            })
-            .is_ok();
-        if !fits && self.used() >= self.low_water {
+        let fits = |used: usize| used + bytes <= self.limit || used <= self.limit / 8;
+        loop {
+            if self
+                .used
+                .fetch_update(SeqCst, Relaxed, |used| fits(used).then_some(used + bytes))
+                .is_ok()
+            {
+                return true;
+            }
+            // Refused: the releases that make room for it wake its reader.
+            // A release between the check above and the mark is seen here
+            // (both sides are sequentially consistent).
+            let mark = self.limit.saturating_sub(bytes).max(self.limit / 8);
+            self.wake_below.fetch_max(mark + 1, SeqCst);
+            if !fits(self.used.load(SeqCst)) {
+                break;
+            }
+        }
+        if self.used() >= self.low_water {
             self.exhaust();
         }
-        fits
+        false
     }
 
     fn exhaust(self: &Arc<Self>) {
@@ -255,11 +273,22 @@ impl Budget {
     }
 
     fn release(&self, bytes: usize) {
-        let used = self.used.fetch_sub(bytes, Relaxed) - bytes;
+        let used = self.used.fetch_sub(bytes, SeqCst) - bytes;
         if used < self.low_water && self.exhausted.load(Relaxed) {
             self.recovered();
-        } else if bytes >= RESERVE_MIN {
-            // Room for a large frame waiting to be admitted, perhaps.
+            return;
+        }
+        // Room for a large frame waiting to be admitted: a large release
+        // may have made it, and releases of any size that bring the total
+        // to where a refused frame fits did (memory freed a few KiB at a
+        // time, as a slow peer drains its output, must wake it too).
+        let mark = self.wake_below.load(SeqCst);
+        let room_made = mark != 0 && used < mark;
+        if room_made {
+            // Only the mark seen: a frame refused since set a new one.
+            let _ = self.wake_below.compare_exchange(mark, 0, SeqCst, Relaxed);
+        }
+        if room_made || bytes >= RESERVE_MIN {
             self.room.notify_waiters();
         }
     }
@@ -333,6 +362,22 @@ impl Budget {
                 (output, h.input.load(Relaxed), h.clone())
             })
             .collect();
+        if candidates.is_empty() {
+            // Exhausted for a whole grace period, and no connection holds
+            // stuck output: what holds the memory is input that cannot be
+            // finished while reading is paused (a message in many frames,
+            // never admitted whole as a large frame is). Without closing
+            // its holders the budget would never recover: every reader
+            // would stay paused and every handshake refused.
+            candidates = self
+                .registry()
+                .slots
+                .iter()
+                .flatten()
+                .filter(|h| !h.evicted.load(Relaxed) && h.input.load(Relaxed) > 0)
+                .map(|h| (h.input.load(Relaxed), 0, h.clone()))
+                .collect();
+        }
         candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         let mut closed = 0;
         for (output, input, holder) in &candidates {
@@ -789,6 +834,47 @@ mod tests {
 
     fn cx() -> Context<'static> {
         Context::from_waker(std::task::Waker::noop())
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Relaxed);
+        }
+    }
+
+    /// A large frame refused for lack of room is woken when the room is
+    /// made, even a few KiB at a time (a slow peer draining its output):
+    /// it once waited for a single release of 64 KiB, and hung.
+    #[tokio::test]
+    async fn a_refused_large_frame_is_woken_when_room_is_made_in_small_steps() {
+        let budget = limited(1 << 20);
+        let (mut a, mut b) = (Account::default(), Account::default());
+        a.attach(&budget);
+        b.attach(&budget);
+        a.sync(0, 800 << 10, 0);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut paused = Context::from_waker(&waker);
+        assert!(
+            b.poll_read_permit(&mut paused, 300 << 10, 300 << 10, 0)
+                .is_pending()
+        );
+        let mut out = 800 << 10;
+        while out > 0 && !flag.0.load(Relaxed) {
+            out -= 8 << 10;
+            a.sync(0, out, 0);
+        }
+        assert!(flag.0.load(Relaxed), "the paused reader was never woken");
+        assert!(
+            out >= 400 << 10,
+            "woken only at {out} B held, not when the frame fit"
+        );
+        assert!(
+            b.poll_read_permit(&mut cx(), 300 << 10, 300 << 10, 0)
+                .is_ready()
+        );
     }
 
     #[tokio::test]

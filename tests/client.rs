@@ -471,3 +471,59 @@ async fn the_inner_service_route_is_not_a_websocket() {
     );
     assert!(client::connect(&url(addr, "/ws")).await.is_ok());
 }
+
+/// A message in many frames under a memory budget smaller than the
+/// message's growing buffers: it is never admitted whole (only single
+/// large frames are), so once the budget is exhausted its reader is paused
+/// with it unfinished. That once locked the server up for good (every
+/// handshake 503, every reader paused); past the grace period the
+/// connection holding that input is now closed with 1013, and the server
+/// recovers.
+#[tokio::test]
+async fn a_fragmented_message_cannot_lock_up_a_server_with_a_memory_budget() {
+    let service = WebSocketService::new(support::echo).memory_budget(
+        tower_ws::MemoryBudget::new(1 << 20).grace_period(Duration::from_millis(500)),
+    );
+    let stats = service.clone();
+    let addr = support::serve(service).await;
+    let (mut ws, _) = Builder::new()
+        .deflate(None)
+        .config(Config::default().out_frame_size(16 << 10))
+        .connect(&url(addr, "/"))
+        .await
+        .unwrap();
+    ws.send(Message::binary(vec![1u8; 600 << 10]))
+        .await
+        .unwrap();
+    // The sender is closed for the budget...
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the sender is closed within 10 s");
+    assert_eq!(closed, Some(CloseCode::TRY_AGAIN_LATER));
+    assert!(stats.stats().budget_closes >= 1);
+    // ...and the server takes WebSockets again.
+    let start = Instant::now();
+    loop {
+        match client::connect(&url(addr, "/")).await {
+            Ok((mut other, _)) => {
+                other.send(Message::text("after")).await.unwrap();
+                let echoed = other.next().await.unwrap().unwrap();
+                assert_eq!(echoed, Message::text("after"));
+                break;
+            }
+            Err(e) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still refused 10 s later: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -228,7 +228,9 @@ impl<H, S> WebSocketService<H, S> {
     /// clones): what they buffer together. While it is exhausted, upgrades
     /// get `503 Service Unavailable` with `Retry-After: 1`, connections stop
     /// reading (their peers feel TCP backpressure), and past the grace
-    /// period the connections holding the most unsent output are closed
+    /// period the connections holding the most unsent output (or, when
+    /// none does, the most input, such as a message in many frames that
+    /// cannot finish while reading is paused) are closed
     /// with 1013 (or the code set) and counted in
     /// [`Stats::budget_closes`](crate::metrics::Stats::budget_closes). See
     /// [`MemoryBudget`] for what counts.
