@@ -16,6 +16,12 @@ pub(super) struct Target {
 
 /// Parses a `ws://` or `wss://` URL (RFC 6455 §3).
 pub(super) fn parse(url: &str) -> Result<(Uri, Target), Error> {
+    // `Uri` would drop a fragment silently.
+    if url.contains('#') {
+        return Err(invalid(
+            "a WebSocket URL has no fragment: remove the `#...` (RFC 6455 §3)",
+        ));
+    }
     let uri: Uri = url
         .parse()
         .map_err(|_| invalid("the URL does not parse (expected ws://host[:port]/path?query)"))?;
@@ -76,6 +82,7 @@ mod tests {
             "example.com",
             "ws:///path",
             "ws://exa mple/",
+            "ws://example.com/chat#room",
             "",
         ] {
             let err = parse(url).unwrap_err();

@@ -197,7 +197,11 @@ impl ClientHandshake {
     /// 13 and the offers, no key.
     #[cfg(feature = "client")]
     pub fn http2_request(&self, uri: &Uri, headers: HeaderMap) -> Request<()> {
-        let scheme = if uri.scheme_str() == Some("wss") {
+        // Schemes are case-insensitive (RFC 3986 §3.1): `WSS://` is TLS too.
+        let scheme = if uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("wss"))
+        {
             "https"
         } else {
             "http"
@@ -374,10 +378,10 @@ fn extend(h: &mut HeaderMap, extra: HeaderMap) {
 /// default (RFC 6455 §4.1, RFC 9110 §7.2).
 fn host_header(uri: &Uri) -> Option<HeaderValue> {
     let host = uri.host()?;
-    let default = match uri.scheme_str() {
-        Some("wss" | "https") => 443,
-        _ => 80,
-    };
+    let secure = uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss") || s.eq_ignore_ascii_case("https"));
+    let default = if secure { 443 } else { 80 };
     let value = match uri.port_u16() {
         Some(port) if port != default => format!("{host}:{port}"),
         _ => host.to_owned(),

@@ -71,6 +71,7 @@ fn host_names_the_port_only_when_not_the_default() {
         ("ws://a.example:8080/", "a.example:8080"),
         ("wss://a.example:443/", "a.example"),
         ("wss://a.example:80/", "a.example:80"),
+        ("WSS://a.example:443/", "a.example"),
         ("ws://[::1]:9001/", "[::1]:9001"),
         ("ws://127.0.0.1:9001", "127.0.0.1:9001"),
     ] {
@@ -288,6 +289,7 @@ mod http2 {
         for (url, scheme) in [
             ("ws://h.example:8080/chat?x=1", "http"),
             ("wss://h.example/", "https"),
+            ("WSS://h.example/", "https"),
         ] {
             let req = handshake().http2_request(&url.parse().unwrap(), HeaderMap::new());
             assert_eq!(req.method(), Method::CONNECT);
