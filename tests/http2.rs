@@ -215,6 +215,20 @@ async fn a_reset_stream_ends_the_handler_with_an_error_and_spares_the_connection
 
 /// A handler that sends 64 KiB messages until its `send` blocks, reporting
 /// how many bytes it got into the WebSocket.
+/// Sends messages of `size` bytes until one takes longer than 500 ms;
+/// the bytes of those sent.
+async fn send_until_blocked(ws: &mut UpgradedWebSocket, size: usize) -> usize {
+    let chunk = bytes::Bytes::from(vec![b'x'; size]);
+    let mut sent = 0;
+    loop {
+        let send = ws.send(Message::binary(chunk.clone()));
+        match tokio::time::timeout(Duration::from_millis(500), send).await {
+            Ok(Ok(())) => sent += chunk.len(),
+            _ => return sent,
+        }
+    }
+}
+
 fn flooding_service() -> (
     WebSocketService<impl tower_ws::UpgradeHandler>,
     mpsc::UnboundedReceiver<usize>,
@@ -226,15 +240,7 @@ fn flooding_service() -> (
             if head.uri.path() != "/flood" {
                 return echo(ws, head).await;
             }
-            let chunk = bytes::Bytes::from(vec![b'x'; 64 << 10]);
-            let mut sent = 0;
-            loop {
-                let send = ws.send(Message::binary(chunk.clone()));
-                match tokio::time::timeout(Duration::from_millis(500), send).await {
-                    Ok(Ok(())) => sent += chunk.len(),
-                    _ => break,
-                }
-            }
+            let sent = send_until_blocked(&mut ws, 64 << 10).await;
             let _ = tx.send(sent);
             // Keep the stream open, unread, while the test checks the others.
             let _ = ws.next().await;
@@ -280,15 +286,7 @@ async fn large_messages_to_a_stalled_stream_stay_in_the_websockets_queue() {
     let service = WebSocketService::new(move |mut ws: UpgradedWebSocket, _: RequestHead| {
         let tx = tx.clone();
         async move {
-            let chunk = bytes::Bytes::from(vec![b'x'; 4 << 20]);
-            let mut sent = 0;
-            loop {
-                let send = ws.send(Message::binary(chunk.clone()));
-                match tokio::time::timeout(Duration::from_millis(500), send).await {
-                    Ok(Ok(())) => sent += chunk.len(),
-                    _ => break,
-                }
-            }
+            let sent = send_until_blocked(&mut ws, 4 << 20).await;
             let _ = tx.send((sent, ws.buffered_amount()));
             let _ = ws.next().await;
         }

@@ -241,15 +241,14 @@ async fn a_pong_that_came_while_the_application_was_busy_counts() {
     }
 }
 
-/// The same for the idle timeout: a message that came while the
-/// application was busy past the idle deadline is activity.
-#[tokio::test]
-async fn a_message_that_came_while_the_application_was_busy_counts_as_activity() {
+/// What an application busy past the idle deadline (300 ms) gets from
+/// `next()` when the peer sent a frame in time, while it was busy: it
+/// arms the idle timer, is busy for 900 ms, and reads again.
+async fn after_a_busy_spell(opcode: u8, payload: &[u8]) -> Seen {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
         let tx = tx.clone();
         async move {
-            // Arms the idle timer (300 ms), then is busy for 900 ms.
             let waiting = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
             assert!(waiting.is_err(), "nothing to read yet: {waiting:?}");
             tokio::time::sleep(Duration::from_millis(900)).await;
@@ -262,8 +261,15 @@ async fn a_message_that_came_while_the_application_was_busy_counts_as_activity()
     let addr = serve(WebSocketService::new(handler).config(config)).await;
     let (mut peer, _) = RawClient::connect(addr, "").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    peer.send(true, 0, 0x1, b"sent in time").await;
-    match seen(&mut rx).await {
+    peer.send(true, 0, opcode, payload).await;
+    seen(&mut rx).await
+}
+
+/// The same for the idle timeout: a message that came while the
+/// application was busy past the idle deadline is activity.
+#[tokio::test]
+async fn a_message_that_came_while_the_application_was_busy_counts_as_activity() {
+    match after_a_busy_spell(0x1, b"sent in time").await {
         Seen::Other(m) => assert!(m.contains("sent in time"), "{m}"),
         other => panic!("the busy application got {other:?}"),
     }
@@ -273,32 +279,13 @@ async fn a_message_that_came_while_the_application_was_busy_counts_as_activity()
 /// application was busy past the idle deadline: read whole before judging.
 #[tokio::test]
 async fn a_large_message_or_a_close_that_came_while_busy_is_not_idleness() {
-    for (payload, opcode) in [
-        (vec![7u8; 100_000], 0x2),
-        (1000u16.to_be_bytes().to_vec(), 0x8),
-    ] {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let handler = move |mut ws: UpgradedWebSocket, _: RequestHead| {
-            let tx = tx.clone();
-            async move {
-                let waiting = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
-                assert!(waiting.is_err(), "nothing to read yet: {waiting:?}");
-                tokio::time::sleep(Duration::from_millis(900)).await;
-                let _ = tx.send(report(ws.next().await));
-            }
-        };
-        let config = Config::default()
-            .deflate(None)
-            .idle_timeout(Some(Duration::from_millis(300)));
-        let addr = serve(WebSocketService::new(handler).config(config)).await;
-        let (mut peer, _) = RawClient::connect(addr, "").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        peer.send(true, 0, opcode, &payload).await;
-        match (opcode, seen(&mut rx).await) {
-            (0x2, Seen::Other(m)) => assert!(m.starts_with("Binary"), "{m}"),
-            (0x8, Seen::Close) => {}
-            (_, other) => panic!("opcode {opcode:#x}: the busy application got {other:?}"),
-        }
+    match after_a_busy_spell(0x2, &[7u8; 100_000]).await {
+        Seen::Other(m) => assert!(m.starts_with("Binary"), "{m}"),
+        other => panic!("a large message: the busy application got {other:?}"),
+    }
+    match after_a_busy_spell(0x8, &1000u16.to_be_bytes()).await {
+        Seen::Close => {}
+        other => panic!("a close: the busy application got {other:?}"),
     }
 }
 

@@ -49,6 +49,21 @@ async fn subscribers(server: &RedisServer, channel: &str, n: usize) {
     }
 }
 
+/// Two nodes on `server`, a client on each (in no room), once both nodes
+/// listen to `tower-ws:all` and A can publish.
+async fn two_nodes(server: &RedisServer) -> (Node, Node, WsClient, WsClient) {
+    let a = node(RedisConfig::new(server.url())).await;
+    let b = node(RedisConfig::new(server.url())).await;
+    let a1 = connect(a.addr, None).await;
+    let b1 = connect(b.addr, None).await;
+    subscribers(server, "tower-ws:all", 2).await;
+    eventually("A publishes", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    (a, b, a1, b1)
+}
+
 /// Reads `count` messages and checks, per publisher prefix, that each
 /// arrives once and in order.
 async fn recv_in_publisher_order(reader: &mut WsClient, prefixes: &[&str], each: usize) {
@@ -465,15 +480,7 @@ async fn cluster_rooms_on_different_shards_use_sharded_pub_sub() {
 #[tokio::test]
 async fn a_full_redis_refusing_writes_still_carries_broadcasts() {
     let server = RedisServer::start();
-    let a = node(RedisConfig::new(server.url())).await;
-    let b = node(RedisConfig::new(server.url())).await;
-    let mut a1 = connect(a.addr, None).await;
-    let mut b1 = connect(b.addr, None).await;
-    subscribers(&server, "tower-ws:all", 2).await;
-    eventually("A publishes", nodes::WAIT, || {
-        a.redis.stats().publisher_connected
-    })
-    .await;
+    let (a, _b, mut a1, mut b1) = two_nodes(&server).await;
     // Redis is full (noeviction): writes fail with -OOM, PUBLISH still works.
     server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
     assert_eq!(server.cli(&["PUBLISH", "x", "y"]), "0");
@@ -510,11 +517,7 @@ async fn a_full_redis_refusing_writes_still_carries_broadcasts() {
 #[tokio::test]
 async fn a_refused_ping_does_not_reconnect_the_subscriber() {
     let server = RedisServer::start();
-    let a = node(RedisConfig::new(server.url())).await;
-    let b = node(RedisConfig::new(server.url())).await;
-    let mut a1 = connect(a.addr, None).await;
-    let mut b1 = connect(b.addr, None).await;
-    subscribers(&server, "tower-ws:all", 2).await;
+    let (_a, b, mut a1, mut b1) = two_nodes(&server).await;
     server.cli(&["ACL", "SETUSER", "default", "-ping"]);
     tokio::time::sleep(HEARTBEAT * 5).await;
     let stats = b.redis.stats();
@@ -576,14 +579,7 @@ async fn a_cluster_slot_migration_does_not_cut_a_room_off() {
 #[tokio::test]
 async fn a_broadcast_over_max_payload_stays_off_redis() {
     let server = RedisServer::start();
-    let a = node(RedisConfig::new(server.url())).await;
-    let b = node(RedisConfig::new(server.url())).await;
-    let mut b1 = connect(b.addr, None).await;
-    subscribers(&server, "tower-ws:all", 1).await;
-    eventually("A publishes", nodes::WAIT, || {
-        a.redis.stats().publisher_connected
-    })
-    .await;
+    let (a, b, _a1, mut b1) = two_nodes(&server).await;
     let huge = tower_ws::Message::binary(vec![7u8; 33 << 20]);
     a.hub.clients().broadcast(huge);
     a.hub.clients().broadcast("after");
