@@ -622,3 +622,23 @@ async fn a_stale_publish_error_does_not_drop_the_new_publisher_connection() {
     assert!(stats.reconnects <= 1, "a needless reconnect: {stats:?}");
     assert!(stats.publish_dropped <= 1, "{stats:?}");
 }
+
+/// A primary demoted to a replica (a failover that moved its DNS name, or
+/// `REPLICAOF`) answers writes with `-READONLY`, and a PUBLISH there reaches
+/// none of the primary's subscribers: the node drops that connection to
+/// find the primary, rather than keep publishing into a replica.
+#[tokio::test]
+async fn a_demoted_primary_is_left_for_a_new_connection() {
+    let server = RedisServer::start();
+    let primary = RedisServer::start();
+    let a = node(RedisConfig::new(server.url())).await;
+    eventually("A publishes", nodes::WAIT, || {
+        a.redis.stats().publisher_connected
+    })
+    .await;
+    server.cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+    eventually("A reconnects", nodes::WAIT, || {
+        a.redis.stats().reconnects >= 1
+    })
+    .await;
+}

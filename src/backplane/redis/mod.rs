@@ -43,9 +43,10 @@
 //! bound.
 //!
 //! Redis refusing a command on a working connection (`-OOM` when full at
-//! `maxmemory` with `noeviction`, `-LOADING`, `-READONLY`, `-NOPERM`) is not
-//! a lost connection: nothing is reconnected and pub/sub, which Redis still
-//! serves, goes on. Presence and refused subscriptions are tried again at
+//! `maxmemory` with `noeviction`, `-LOADING`, `-NOPERM`) is not a lost
+//! connection: nothing is reconnected and pub/sub, which Redis still
+//! serves, goes on. (`-READONLY` is: the connection reaches a replica, a
+//! primary demoted by a failover, and a new one finds the primary.) Presence and refused subscriptions are tried again at
 //! the next heartbeat; each refusal is counted in
 //! [`RedisStats::redis_errors`].
 
@@ -149,8 +150,8 @@ pub struct RedisStats {
     /// Connections re-established after a loss (publisher and subscriber).
     pub reconnects: u64,
     /// Commands Redis answered with an error on a working connection:
-    /// `-OOM` (at `maxmemory` with `noeviction`), `-LOADING`, `-READONLY`,
-    /// `-NOPERM`... These do not cost the connection: the command is tried
+    /// `-OOM` (at `maxmemory` with `noeviction`), `-LOADING`, `-NOPERM`...
+    /// These do not cost the connection: the command is tried
     /// again at the next heartbeat (presence, subscriptions) or the message
     /// is dropped and counted in `publish_dropped` (a refused publish). If
     /// this grows, look at the Redis server's state and the ACL of the

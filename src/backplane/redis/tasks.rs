@@ -21,13 +21,29 @@ use super::{Inner, Remote, lock, wire};
 const BATCH: usize = 64;
 
 /// Whether `error` means the connection itself is gone (I/O error, time
-/// out, or an error redis-rs says only a new connection cures), as opposed
-/// to Redis refusing one command (`-OOM` at `maxmemory`, `-LOADING`,
-/// `-READONLY`, `-NOPERM`...) on a connection that still works. Only the
-/// former tears a connection down: reconnecting cures nothing when Redis
-/// answers, and would drop what the connection still carries.
+/// out, or an error redis-rs says only a new connection cures) or reaches
+/// the wrong server (`-READONLY`), as opposed to Redis refusing one command
+/// (`-OOM` at `maxmemory`, `-LOADING`, `-NOPERM`...) on a connection that
+/// still works. Only the former tears a connection down: reconnecting
+/// cures nothing when Redis answers, and would drop what the connection
+/// still carries.
 fn connection_lost(error: &redis::RedisError) -> bool {
-    error.is_io_error() || error.is_timeout() || error.is_unrecoverable_error()
+    error.is_io_error() || error.is_timeout() || error.is_unrecoverable_error() || read_only(error)
+}
+
+/// `-READONLY`: the connection reaches a replica, a primary demoted by a
+/// failover that moved its DNS name (managed Redis) or by `REPLICAOF`. A
+/// PUBLISH there reaches none of the primary's subscribers, so a new
+/// connection, which finds the primary, is the cure. Inside the presence
+/// `MULTI` it comes as `EXECABORT`, with the `READONLY` among its errors.
+fn read_only(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    error.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || error.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, e)| e.kind() == Some(ServerErrorKind::ReadOnly))
+        })
 }
 
 /// A random id for this node.
