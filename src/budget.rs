@@ -168,6 +168,9 @@ pub(crate) struct Holder {
     /// Milliseconds after the epoch since when the unsent output has been
     /// at least `MIN_VICTIM` and nothing was written; 0 when it is not.
     stuck_since: AtomicU64,
+    /// Milliseconds after the epoch since when reading has been paused by
+    /// the budget; 0 when it is not.
+    paused_since: AtomicU64,
     evicted: AtomicBool,
     reader: AtomicWaker,
     writer: AtomicWaker,
@@ -364,19 +367,29 @@ impl Budget {
             .collect();
         if candidates.is_empty() {
             // Exhausted for a whole grace period, and no connection holds
-            // stuck output: what holds the memory is input that cannot be
-            // finished while reading is paused (a message in many frames,
-            // never admitted whole as a large frame is). Without closing
-            // its holders the budget would never recover: every reader
-            // would stay paused and every handshake refused.
-            candidates = self
+            // stuck output. If what holds the memory is input that cannot
+            // be finished while reading is paused (a message in many
+            // frames, never admitted whole as a large frame is), the
+            // budget would never recover without closing its holders:
+            // every reader paused, every handshake refused. So the readers
+            // paused for the whole grace period go, most input first, if
+            // together they hold what must be freed. (An admitted frame
+            // reads on and is never paused; memory held by output that
+            // moves, however slowly, closes nobody.)
+            let paused: Vec<(usize, usize, Arc<Holder>)> = self
                 .registry()
                 .slots
                 .iter()
                 .flatten()
-                .filter(|h| !h.evicted.load(Relaxed) && h.input.load(Relaxed) > 0)
+                .filter(|h| {
+                    let since = h.paused_since.load(Relaxed);
+                    !h.evicted.load(Relaxed) && since != 0 && since <= stuck_before
+                })
                 .map(|h| (h.input.load(Relaxed), 0, h.clone()))
                 .collect();
+            if paused.iter().map(|c| c.0).sum::<usize>() >= need {
+                candidates = paused;
+            }
         }
         candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         let mut closed = 0;
@@ -551,9 +564,16 @@ impl Account {
             } else {
                 !budget.is_exhausted()
             };
+            let paused_since = &holder.paused_since;
             if may_read {
                 self.waiting = None;
+                if paused_since.load(Relaxed) != 0 {
+                    paused_since.store(0, Relaxed);
+                }
                 return Poll::Ready(());
+            }
+            if paused_since.load(Relaxed) == 0 {
+                paused_since.store(budget.now_ms(), Relaxed);
             }
             match &mut self.waiting {
                 None => self.waiting = Some(Box::pin(budget.room.clone().notified_owned())),
@@ -875,6 +895,82 @@ mod tests {
             b.poll_read_permit(&mut cx(), 300 << 10, 300 << 10, 0)
                 .is_ready()
         );
+    }
+
+    /// Memory held by output that moves, however slowly, closes nobody:
+    /// not its holder, nor a reader paused meanwhile whose input could
+    /// not free what is needed.
+    #[tokio::test(start_paused = true)]
+    async fn slow_output_closes_no_paused_reader() {
+        let budget = limited(1 << 20);
+        let (mut slow, mut bystander) = (Account::default(), Account::default());
+        slow.attach(&budget);
+        bystander.attach(&budget);
+        bystander.sync(8 << 10, 0, 0);
+        let mut written = 0;
+        for _ in 0..60 {
+            written += 4096;
+            slow.sync(0, 1 << 20, written);
+            let _ = bystander.poll_read_permit(&mut cx(), 8 << 10, 0, 0);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(budget.is_exhausted());
+        assert!(bystander.is_paused());
+        assert!(!slow.is_evicted() && !bystander.is_evicted());
+        assert_eq!(budget.closes(), 0);
+    }
+
+    /// A frame admitted whole reads to its end while the budget is
+    /// exhausted, however slowly: it is never closed for the input it
+    /// reserved.
+    #[tokio::test(start_paused = true)]
+    async fn an_admitted_frame_in_progress_is_not_closed() {
+        let budget = limited(1 << 20);
+        let (mut a, mut b) = (Account::default(), Account::default());
+        a.attach(&budget);
+        b.attach(&budget);
+        assert!(
+            a.poll_read_permit(&mut cx(), 900 << 10, 900 << 10, 0)
+                .is_ready()
+        );
+        assert!(
+            b.poll_read_permit(&mut cx(), 200 << 10, 200 << 10, 0)
+                .is_pending()
+        );
+        assert!(budget.is_exhausted());
+        let mut got = 0;
+        for _ in 0..30 {
+            got += 16 << 10;
+            let rest = (900 << 10) - got;
+            assert!(
+                a.poll_read_permit(&mut cx(), 900 << 10, rest, got as u64)
+                    .is_ready()
+            );
+            a.sync(900 << 10, 0, 0);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            !a.is_evicted(),
+            "a frame admitted whole and arriving was closed"
+        );
+    }
+
+    /// Input that cannot finish while reading is paused (a message in
+    /// many frames) and holds the budget exhausted past the grace period:
+    /// its holder is closed, or the budget would never recover.
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_reader_holding_the_budget_is_closed() {
+        let budget = limited(1 << 20);
+        let (mut a, mut b) = (Account::default(), Account::default());
+        a.attach(&budget);
+        b.attach(&budget);
+        a.sync(1 << 20, 0, 0);
+        assert!(budget.is_exhausted());
+        assert!(a.poll_read_permit(&mut cx(), 1 << 20, 0, 0).is_pending());
+        assert!(b.poll_read_permit(&mut cx(), 8 << 10, 0, 0).is_pending());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(a.is_evicted(), "the reader holding the budget stays");
+        assert!(!b.is_evicted(), "only as many as needed are closed");
     }
 
     #[tokio::test]
