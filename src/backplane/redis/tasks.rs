@@ -461,7 +461,7 @@ pub(super) async fn heartbeat(
                 link.lost(&inner, generation);
             }
             Err(error) => {
-                // Redis answers but refuses (loading, read-only...): the
+                // Redis answers but refuses (loading, full...): the
                 // connection, which publishing shares, stays. The counts
                 // last read are kept as long as the other nodes' own
                 // would live, then this node counts only its members.
